@@ -1,0 +1,26 @@
+# `make test` is the one command that proves it all: format, lints, the SQL's pgTAP tests and
+# every cargo test, on a local PostgreSQL + PostgREST-compatible stack it starts and stops.
+SHELL := /bin/bash
+export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
+
+.PHONY: test deps lint test-sql test-rust stack
+
+test: deps lint test-sql test-rust
+
+deps:
+	@scripts/install-test-deps.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test-sql:
+	cargo build --quiet -p bridge-tests --bin local-stack
+	target/debug/local-stack scripts/pgtap.sh
+
+test-rust:
+	cargo test --workspace
+
+# A stack to try things by hand: prints its environment, Ctrl-C stops and deletes it.
+stack:
+	cargo run --quiet -p bridge-tests --bin local-stack

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs and a new machine lacks; does nothing for what is there.
+#   PostgreSQL server and client, pgTAP and pg_prove (Debian packages),
+#   postrust, a PostgREST-compatible server (from crates.io),
+#   rustfmt and clippy (rustup components).
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+packages=()
+pg_major=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1 || true)
+if [ -z "$pg_major" ] || [ ! -x "/usr/lib/postgresql/$pg_major/bin/initdb" ]; then
+  packages+=(postgresql postgresql-client)
+fi
+command -v psql >/dev/null || packages+=(postgresql-client)
+command -v pg_prove >/dev/null || packages+=(libtap-parser-sourcehandler-pgtap-perl)
+if [ -n "$pg_major" ] && ! ls "/usr/share/postgresql/$pg_major/extension/pgtap.control" >/dev/null 2>&1; then
+  packages+=("postgresql-$pg_major-pgtap")
+fi
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "installing ${packages[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+  # The Debian package of a new server version also wants its pgTAP.
+  pg_major=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+  if ! ls "/usr/share/postgresql/$pg_major/extension/pgtap.control" >/dev/null 2>&1; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$pg_major-pgtap" >/dev/null
+  fi
+fi
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+if ! command -v postrust >/dev/null; then
+  echo "installing postrust-server 3.1.0 (about 5 minutes on 2 cores)"
+  # Not --locked: its lock file pins a webpki-roots release the registry no longer serves.
+  cargo install --quiet postrust-server --version 3.1.0
+fi
+
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done

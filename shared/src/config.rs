@@ -1,0 +1,366 @@
+//! Typed configuration, read once from the environment at start-up (Lambda INIT).
+//!
+//! Each function reads only the sections it needs. A missing or malformed variable is an error
+//! that names it, so a bad deployment fails at INIT instead of mid-request. Secrets are wrapped
+//! in [`SecretString`], whose `Debug` prints `[REDACTED]`.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::domain::CountryId;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is malformed: {reason}")]
+    Malformed { name: &'static str, reason: String },
+}
+
+/// The environment variables, read once; tests build one from pairs instead of touching the
+/// process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self(std::env::vars().collect())
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// A set, non-blank variable.
+    pub fn optional(&self, name: &'static str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    pub fn secret(&self, name: &'static str) -> Result<SecretString, ConfigError> {
+        self.required(name)
+            .map(|v| SecretString::from(v.to_owned()))
+    }
+
+    pub fn parsed<T>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.optional(name)
+            .map(|v| {
+                v.parse().map_err(|e: T::Err| ConfigError::Malformed {
+                    name,
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    pub fn url(&self, name: &'static str) -> Result<Option<Url>, ConfigError> {
+        let Some(url) = self.parsed::<Url>(name)? else {
+            return Ok(None);
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::Malformed {
+                name,
+                reason: format!("{url} is not an http(s) URL"),
+            });
+        }
+        Ok(Some(url))
+    }
+
+    /// A duration given in whole milliseconds.
+    pub fn millis(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        Ok(self
+            .parsed::<u64>(name)?
+            .map_or(default, Duration::from_millis))
+    }
+}
+
+/// Where the sessions live: a PostgREST API (Supabase's, or any compatible server).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The REST base URL, without a trailing slash: `<SUPABASE_URL>/rest/v1`, or
+    /// `SUPABASE_REST_URL` when set.
+    pub rest_url: String,
+    pub service_role_key: SecretString,
+    pub request_timeout: Duration,
+}
+
+impl StoreConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let rest_url = match env.url("SUPABASE_REST_URL")? {
+            Some(url) => url,
+            None => {
+                let base = env
+                    .url("SUPABASE_URL")?
+                    .ok_or(ConfigError::Missing("SUPABASE_URL"))?;
+                let joined = format!("{}/rest/v1", base.as_str().trim_end_matches('/'));
+                Url::parse(&joined).map_err(|e| ConfigError::Malformed {
+                    name: "SUPABASE_URL",
+                    reason: e.to_string(),
+                })?
+            }
+        };
+        Ok(Self {
+            rest_url: without_trailing_slash(rest_url),
+            service_role_key: env.secret("SUPABASE_SERVICE_ROLE_KEY")?,
+            request_timeout: env.millis("SUPABASE_TIMEOUT_MS", Self::DEFAULT_TIMEOUT)?,
+        })
+    }
+}
+
+/// The Retell chat agent.
+#[derive(Debug, Clone)]
+pub struct RetellConfig {
+    pub api_key: SecretString,
+    pub agent_id: String,
+    pub agent_version: Option<u32>,
+    pub base_url: String,
+}
+
+impl RetellConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            api_key: env.secret("RETELL_API_KEY")?,
+            agent_id: env.required("RETELL_AGENT_ID")?.to_owned(),
+            agent_version: env.parsed("RETELL_AGENT_VERSION")?,
+            base_url: without_trailing_slash(
+                env.url("RETELL_BASE_URL")?
+                    .unwrap_or_else(|| Url::parse("https://api.retellai.com").expect("valid URL")),
+            ),
+        })
+    }
+}
+
+/// The WhatsApp Cloud API number the bridge speaks from, and its webhook secrets.
+#[derive(Debug, Clone)]
+pub struct WhatsAppConfig {
+    pub access_token: SecretString,
+    pub phone_number_id: String,
+    pub app_secret: SecretString,
+    pub verify_token: SecretString,
+    pub graph_url: String,
+    pub api_version: String,
+    pub template_name: String,
+    pub template_language: String,
+}
+
+impl WhatsAppConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let api_version = env
+            .optional("WHATSAPP_API_VERSION")
+            .unwrap_or("v23.0")
+            .to_owned();
+        if !api_version.starts_with('v') || api_version[1..].parse::<f32>().is_err() {
+            return Err(ConfigError::Malformed {
+                name: "WHATSAPP_API_VERSION",
+                reason: format!("{api_version:?} is not a Graph API version like v23.0"),
+            });
+        }
+        Ok(Self {
+            access_token: env.secret("WHATSAPP_ACCESS_TOKEN")?,
+            phone_number_id: env.required("WHATSAPP_PHONE_NUMBER_ID")?.to_owned(),
+            app_secret: env.secret("WHATSAPP_APP_SECRET")?,
+            verify_token: env.secret("WHATSAPP_VERIFY_TOKEN")?,
+            graph_url: without_trailing_slash(
+                env.url("WHATSAPP_GRAPH_URL")?.unwrap_or_else(|| {
+                    Url::parse("https://graph.facebook.com").expect("valid URL")
+                }),
+            ),
+            api_version,
+            template_name: env.required("WHATSAPP_TEMPLATE_NAME")?.to_owned(),
+            template_language: env.required("WHATSAPP_TEMPLATE_LANGUAGE")?.to_owned(),
+        })
+    }
+}
+
+/// The web form's authentication and phone parsing.
+#[derive(Debug, Clone)]
+pub struct FormConfig {
+    pub shared_secret: SecretString,
+    /// The country of numbers entered without `+`.
+    pub default_country: CountryId,
+}
+
+impl FormConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let country = env.required("FORM_DEFAULT_COUNTRY")?;
+        let default_country =
+            country
+                .to_ascii_uppercase()
+                .parse()
+                .map_err(|_| ConfigError::Malformed {
+                    name: "FORM_DEFAULT_COUNTRY",
+                    reason: format!("{country:?} is not a two-letter country code like MX"),
+                })?;
+        Ok(Self {
+            shared_secret: env.secret("FORM_SHARED_SECRET")?,
+            default_country,
+        })
+    }
+}
+
+/// The FIFO queue of turns.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub queue_url: Url,
+    /// An SQS-compatible endpoint for local runs.
+    pub endpoint_url: Option<Url>,
+}
+
+impl QueueConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let queue_url = env
+            .url("TURN_QUEUE_URL")?
+            .ok_or(ConfigError::Missing("TURN_QUEUE_URL"))?;
+        if !queue_url.path().ends_with(".fifo") {
+            return Err(ConfigError::Malformed {
+                name: "TURN_QUEUE_URL",
+                reason: "turns need a FIFO queue (its name ends in .fifo)".to_owned(),
+            });
+        }
+        Ok(Self {
+            queue_url,
+            endpoint_url: env.url("SQS_ENDPOINT_URL")?,
+        })
+    }
+}
+
+/// A base URL to append paths to: `https://host/rest/v1`, never `https://host/rest/v1/`.
+fn without_trailing_slash(url: Url) -> String {
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn store_env(extra: &[(&'static str, &'static str)]) -> Env {
+        Env::from_pairs(extra.iter().copied())
+    }
+
+    #[test]
+    fn rest_url_defaults_to_supabase_url_plus_rest_v1() {
+        let env = store_env(&[
+            ("SUPABASE_URL", "https://abc.supabase.co/"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_x"),
+        ]);
+        let config = StoreConfig::from_env(&env).unwrap();
+        assert_eq!(config.rest_url, "https://abc.supabase.co/rest/v1");
+        assert_eq!(config.request_timeout, StoreConfig::DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn rest_url_override_wins_and_loses_its_trailing_slash() {
+        let env = store_env(&[
+            ("SUPABASE_URL", "https://abc.supabase.co"),
+            ("SUPABASE_REST_URL", "http://127.0.0.1:3000/api/"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "k"),
+            ("SUPABASE_TIMEOUT_MS", "250"),
+        ]);
+        let config = StoreConfig::from_env(&env).unwrap();
+        assert_eq!(config.rest_url, "http://127.0.0.1:3000/api");
+        assert_eq!(config.request_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn missing_and_malformed_variables_are_named() {
+        let err =
+            StoreConfig::from_env(&store_env(&[("SUPABASE_SERVICE_ROLE_KEY", "k")])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("SUPABASE_URL"));
+        let err = StoreConfig::from_env(&store_env(&[("SUPABASE_URL", "https://x.supabase.co")]))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "SUPABASE_SERVICE_ROLE_KEY is not set");
+        let err =
+            StoreConfig::from_env(&store_env(&[("SUPABASE_URL", "abc.supabase.co")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("SUPABASE_URL is malformed"),
+            "{err}"
+        );
+        let err = StoreConfig::from_env(&store_env(&[
+            ("SUPABASE_URL", "https://x.supabase.co"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "k"),
+            ("SUPABASE_TIMEOUT_MS", "soon"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SUPABASE_TIMEOUT_MS is malformed"),
+            "{err}"
+        );
+        let err =
+            FormConfig::from_env(&store_env(&[("FORM_DEFAULT_COUNTRY", "Mexico")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("FORM_DEFAULT_COUNTRY is malformed"),
+            "{err}"
+        );
+        let err = QueueConfig::from_env(&store_env(&[("TURN_QUEUE_URL", "https://sqs.x/1/turns")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+    }
+
+    #[test]
+    fn blank_counts_as_missing() {
+        let err = RetellConfig::from_env(&store_env(&[("RETELL_API_KEY", "  ")])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("RETELL_API_KEY"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let env = store_env(&[
+            ("FORM_SHARED_SECRET", "hunter2-very-secret"),
+            ("FORM_DEFAULT_COUNTRY", "mx"),
+        ]);
+        let config = FormConfig::from_env(&env).unwrap();
+        assert_eq!(config.default_country, CountryId::MX);
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(config.shared_secret.expose_secret(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn every_section_reads_a_complete_environment() {
+        let env = store_env(&[
+            ("RETELL_API_KEY", "key_x"),
+            ("RETELL_AGENT_ID", "agent_x"),
+            ("RETELL_AGENT_VERSION", "3"),
+            ("WHATSAPP_ACCESS_TOKEN", "EAAG"),
+            ("WHATSAPP_PHONE_NUMBER_ID", "106540352242922"),
+            ("WHATSAPP_APP_SECRET", "s"),
+            ("WHATSAPP_VERIFY_TOKEN", "v"),
+            ("WHATSAPP_TEMPLATE_NAME", "first_contact"),
+            ("WHATSAPP_TEMPLATE_LANGUAGE", "es_MX"),
+            (
+                "TURN_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/turns.fifo",
+            ),
+        ]);
+        let retell = RetellConfig::from_env(&env).unwrap();
+        assert_eq!(
+            (retell.agent_version, retell.base_url.as_str()),
+            (Some(3), "https://api.retellai.com")
+        );
+        let whatsapp = WhatsAppConfig::from_env(&env).unwrap();
+        assert_eq!(whatsapp.api_version, "v23.0");
+        assert_eq!(whatsapp.graph_url, "https://graph.facebook.com");
+        assert!(QueueConfig::from_env(&env).unwrap().endpoint_url.is_none());
+    }
+}

@@ -1,0 +1,224 @@
+//! The state of a customer's conversation and the steps that change it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ChatId, CustomerKey, IdempotencyKey, MessageId, PhoneNumber, SubmissionId, TurnId};
+
+/// WhatsApp lets a business send free text for this long after the customer's last message.
+pub const CUSTOMER_SERVICE_WINDOW: TimeDelta = TimeDelta::hours(24);
+
+/// Retell's status of a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatStatus {
+    Ongoing,
+    Ended,
+    Error,
+}
+
+/// One customer's conversation, as stored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Session {
+    pub customer_key: CustomerKey,
+    pub phone_e164: Option<PhoneNumber>,
+    /// The last WhatsApp id the customer wrote from (may be the `521…`/`549…` form).
+    pub wa_id: Option<String>,
+    pub whatsapp_user_id: Option<String>,
+    pub name: Option<String>,
+    pub whatsapp_profile_name: Option<String>,
+    pub current_chat_id: Option<ChatId>,
+    pub chat_status: Option<ChatStatus>,
+    pub chat_started_at: Option<DateTime<Utc>>,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    pub last_outbound_at: Option<DateTime<Utc>>,
+    pub last_activity_at: DateTime<Utc>,
+    pub paused_until: Option<DateTime<Utc>>,
+    pub opted_out_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Session {
+    /// A person has taken over: store the customer's messages, don't answer them.
+    pub fn is_paused(&self, now: DateTime<Utc>) -> bool {
+        self.paused_until.is_some_and(|until| until > now)
+    }
+
+    pub fn is_opted_out(&self) -> bool {
+        self.opted_out_at.is_some()
+    }
+
+    /// Free text may be sent; otherwise only an approved template.
+    pub fn within_service_window(&self, now: DateTime<Utc>) -> bool {
+        self.last_inbound_at
+            .is_some_and(|last| now - last < CUSTOMER_SERVICE_WINDOW)
+    }
+
+    /// The name to greet the customer with: the form's, else their WhatsApp profile name.
+    pub fn display_name(&self) -> Option<&str> {
+        self.name
+            .as_deref()
+            .or(self.whatsapp_profile_name.as_deref())
+    }
+}
+
+/// An inbound WhatsApp message to record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboundMessage {
+    pub wamid: MessageId,
+    pub customer_key: CustomerKey,
+    /// WhatsApp's type: `text`, `button`, `interactive`, `image`, …
+    pub message_type: String,
+    /// The text the agent reads: body, button or list title, or media caption.
+    pub body: Option<String>,
+    /// The message as WhatsApp delivered it, kept for inspection.
+    pub payload: Option<serde_json::Value>,
+    /// WhatsApp's timestamp: turns take messages in this order.
+    pub sent_at: DateTime<Utc>,
+    pub wa_id: Option<String>,
+    pub whatsapp_user_id: Option<String>,
+    pub profile_name: Option<String>,
+}
+
+/// What recording an inbound message did.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordedMessage {
+    pub wamid: MessageId,
+    pub customer_key: CustomerKey,
+    /// False for a repeated delivery of a message already recorded.
+    pub is_new: bool,
+}
+
+/// A form submission that passed validation: the lead the agent will contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormSubmission {
+    pub idempotency_key: IdempotencyKey,
+    pub customer_key: CustomerKey,
+    pub phone: PhoneNumber,
+    pub name: String,
+    /// Other fields of the form, passed to the agent as dynamic variables.
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubmissionStatus {
+    Queued,
+    Started,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordedSubmission {
+    pub submission_id: SubmissionId,
+    /// False when the same idempotency key was recorded before.
+    pub is_new: bool,
+    pub status: SubmissionStatus,
+}
+
+/// An inbound message taken by a turn.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClaimedMessage {
+    pub wamid: MessageId,
+    pub message_type: String,
+    pub body: Option<String>,
+    pub payload: Option<serde_json::Value>,
+    pub sent_at: DateTime<Utc>,
+    /// How many turns have taken this message, this one included.
+    pub attempts: u32,
+}
+
+/// The messages one turn answers, with the session as it was when claimed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Turn {
+    pub turn_id: TurnId,
+    pub lease_expires_at: DateTime<Utc>,
+    pub session: Session,
+    /// In the order the customer sent them.
+    pub messages: Vec<ClaimedMessage>,
+}
+
+/// The answer to "claim the next turn of this customer".
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum TurnClaim {
+    /// Nothing is waiting.
+    Idle,
+    /// Another turn holds the customer until its lease expires.
+    Busy {
+        turn_id: TurnId,
+        lease_expires_at: DateTime<Utc>,
+    },
+    Claimed(Box<Turn>),
+}
+
+/// The answer to "make this the customer's chat".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ChatAttachment {
+    /// False when another caller attached a chat first (or the expected chat was stale).
+    pub attached: bool,
+    /// The chat the customer now has: ours, or the winner's.
+    pub current_chat_id: Option<ChatId>,
+    /// The chat ours replaced, now in the customer's history.
+    pub previous_chat_id: Option<ChatId>,
+}
+
+/// A message a turn sent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboundMessage {
+    pub wamid: MessageId,
+    /// `text` or `template`.
+    pub message_type: String,
+    pub body: Option<String>,
+    pub payload: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct TurnCompletion {
+    /// False when the turn's lease had passed to another turn: its replies are recorded, but
+    /// the messages it claimed now belong to the other turn.
+    pub completed: bool,
+    pub answered: u32,
+    pub recorded: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct TurnFailure {
+    /// Messages put back to wait for another turn.
+    pub released: u32,
+    /// Messages marked failed.
+    pub failed: u32,
+}
+
+/// WhatsApp's delivery status of an outbound message. `Accepted` is ours: the Graph API took
+/// the message and no webhook has reported on it yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Accepted,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// A status webhook about one outbound message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryUpdate {
+    pub wamid: MessageId,
+    pub status: DeliveryStatus,
+    pub at: DateTime<Utc>,
+    /// WhatsApp's `errors` array of a failed delivery.
+    pub errors: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DeliveryOutcome {
+    pub wamid: MessageId,
+    /// The status now stored; `None` for a message the bridge did not send.
+    pub delivery_status: Option<DeliveryStatus>,
+    /// False when the update was late or repeated (statuses never move backwards).
+    pub applied: bool,
+}

@@ -1,0 +1,10 @@
+//! Domain types: no HTTP, AWS or database types in here.
+
+mod conversation;
+mod customer_key;
+mod ids;
+
+pub use conversation::*;
+pub use customer_key::{CustomerKey, CustomerKeyError, PhoneNumber};
+pub use ids::{ChatId, IdError, IdempotencyKey, MessageId, SubmissionId, TurnId};
+pub use phonenumber::country::Id as CountryId;

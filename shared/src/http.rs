@@ -1,0 +1,20 @@
+//! The process's one HTTP client: built once at start-up and cloned (cheaply) into every
+//! adapter, so connections and TLS sessions are shared.
+
+use std::time::Duration;
+
+/// Connecting takes at most this long; each adapter sets its own whole-request timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(50))
+        .tcp_nodelay(true)
+        .user_agent(concat!(
+            "whatsapp-retell-bridge/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .expect("the HTTP client's settings are valid")
+}

@@ -1,0 +1,7 @@
+//! The library every function of the WhatsApp ↔ Retell bridge uses: domain types, ports (traits),
+//! their adapters, and typed configuration. Binaries only wire these together.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod store;

@@ -1,0 +1,287 @@
+//! The session store over PostgREST (Supabase's Data API, or any compatible server), through the
+//! `postgrest` crate. Each step is one RPC call, i.e. one transaction.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use postgrest::Builder;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{PostgrestError, SessionStore, StoreError};
+use crate::config::StoreConfig;
+use crate::domain::{
+    ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
+    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, Session, TurnClaim,
+    TurnCompletion, TurnFailure, TurnId,
+};
+
+#[derive(Clone)]
+pub struct PostgrestStore {
+    rest_url: String,
+    headers: HeaderMap,
+    client: reqwest::Client,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgrestStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgrestStore")
+            .field("rest_url", &self.rest_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgrestStore {
+    /// `client` is the process's shared HTTP client ([`crate::http::client`]).
+    pub fn new(config: &StoreConfig, client: reqwest::Client) -> Self {
+        Self {
+            rest_url: config.rest_url.clone(),
+            headers: auth_headers(config.service_role_key.expose_secret()),
+            client,
+            request_timeout: config.request_timeout,
+        }
+    }
+
+    /// Calls a SQL function with named arguments and reads its JSON result.
+    #[tracing::instrument(name = "store.rpc", skip(self, args), fields(function = function), err(Display))]
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        function: &str,
+        args: &impl Serialize,
+    ) -> Result<T, StoreError> {
+        let mut args = serde_json::to_value(args)
+            .context("serializing the arguments")
+            .map_err(StoreError::Unexpected)?;
+        // An argument left out takes its SQL default (null for every optional one). Sending an
+        // explicit null instead is not portable: postrust passes it as an empty string.
+        if let Some(named) = args.as_object_mut() {
+            named.retain(|_, value| !value.is_null());
+        }
+        let body = args.to_string();
+        let url = format!("{}/rpc/{function}", self.rest_url);
+        self.send(self.builder(url).rpc(body)).await
+    }
+
+    fn builder(&self, url: String) -> Builder {
+        Builder::new(url, None, self.headers.clone(), self.client.clone())
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: Builder) -> Result<T, StoreError> {
+        let response = request
+            .build()
+            .timeout(self.request_timeout)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(transport_error(&e)))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| StoreError::Unavailable(transport_error(&e)))?;
+        if !status.is_success() {
+            return Err(StoreError::from_response(PostgrestError::from_body(
+                status.as_u16(),
+                &body,
+            )));
+        }
+        serde_json::from_slice(&body)
+            .with_context(|| {
+                format!(
+                    "reading {}",
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
+                )
+            })
+            .map_err(StoreError::Unexpected)
+    }
+}
+
+/// The key goes in `apikey` (Supabase's gateway); a JWT key (legacy keys, the local CLI's) also
+/// as a bearer token, which PostgREST reads the role from. `sb_secret_…` keys are not JWTs and
+/// must not be sent as bearer tokens.
+fn auth_headers(key: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let Ok(mut apikey) = HeaderValue::from_str(key) else {
+        // Not a valid header value: send no key, and let the store answer 401.
+        return headers;
+    };
+    apikey.set_sensitive(true);
+    if looks_like_jwt(key) {
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {key}")).expect("checked above");
+        bearer.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, bearer);
+    }
+    headers.insert("apikey", apikey);
+    headers
+}
+
+fn looks_like_jwt(key: &str) -> bool {
+    key.starts_with("eyJ") && key.split('.').count() == 3
+}
+
+fn transport_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    // Without the URL: it is ours and the message should stay short.
+    let error = error.without_url_ref();
+    format!("{kind}: {error}")
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut message = self.to_string();
+        if let Some(url) = self.url() {
+            message = message.replace(&format!(" for url ({url})"), "");
+        }
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        message
+    }
+}
+
+impl SessionStore for PostgrestStore {
+    async fn record_inbound(
+        &self,
+        messages: &[InboundMessage],
+    ) -> Result<Vec<RecordedMessage>, StoreError> {
+        self.call(
+            "record_inbound_messages",
+            &json!({ "p_messages": messages }),
+        )
+        .await
+    }
+
+    async fn record_form_submission(
+        &self,
+        submission: &FormSubmission,
+    ) -> Result<RecordedSubmission, StoreError> {
+        let args = json!({
+            "p_idempotency_key": submission.idempotency_key,
+            "p_customer_key": submission.customer_key,
+            "p_phone_e164": submission.phone,
+            "p_name": submission.name,
+            "p_consent": true,
+            "p_fields": submission.fields,
+        });
+        self.call("record_form_submission", &args).await
+    }
+
+    #[tracing::instrument(name = "store.session", skip_all, fields(customer = %customer.masked()), err(Display))]
+    async fn session(&self, customer: &CustomerKey) -> Result<Option<Session>, StoreError> {
+        let request = self
+            .builder(format!("{}/chat_sessions", self.rest_url))
+            .select("*")
+            .eq("customer_key", customer.as_str());
+        let mut rows: Vec<Session> = self.send(request).await?;
+        Ok(rows.pop())
+    }
+
+    async fn claim_turn(
+        &self,
+        customer: &CustomerKey,
+        lease: Duration,
+    ) -> Result<TurnClaim, StoreError> {
+        let args = json!({
+            "p_customer_key": customer,
+            "p_lease_seconds": lease.as_secs().max(1),
+        });
+        self.call("claim_turn", &args).await
+    }
+
+    async fn attach_chat(
+        &self,
+        customer: &CustomerKey,
+        chat: &ChatId,
+        expected: Option<&ChatId>,
+        end_reason: Option<&str>,
+    ) -> Result<ChatAttachment, StoreError> {
+        let args = json!({
+            "p_customer_key": customer,
+            "p_chat_id": chat,
+            "p_expected_chat_id": expected,
+            "p_end_reason": end_reason,
+        });
+        self.call("attach_chat", &args).await
+    }
+
+    async fn complete_turn(
+        &self,
+        turn: TurnId,
+        customer: &CustomerKey,
+        chat: &ChatId,
+        sent: &[OutboundMessage],
+    ) -> Result<TurnCompletion, StoreError> {
+        let args = json!({
+            "p_turn_id": turn,
+            "p_customer_key": customer,
+            "p_chat_id": chat,
+            "p_outbound": sent,
+        });
+        self.call("complete_turn", &args).await
+    }
+
+    async fn fail_turn(
+        &self,
+        turn: TurnId,
+        reason: &str,
+        retry: bool,
+    ) -> Result<TurnFailure, StoreError> {
+        let args = json!({ "p_turn_id": turn, "p_reason": reason, "p_retry": retry });
+        self.call("fail_turn", &args).await
+    }
+
+    async fn record_delivery_statuses(
+        &self,
+        statuses: &[DeliveryUpdate],
+    ) -> Result<Vec<DeliveryOutcome>, StoreError> {
+        self.call(
+            "record_delivery_statuses",
+            &json!({ "p_statuses": statuses }),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_keys_go_as_apikey_and_bearer_and_secret_keys_only_as_apikey() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln";
+        let headers = auth_headers(jwt);
+        assert_eq!(headers["apikey"], jwt);
+        assert_eq!(headers["authorization"], format!("Bearer {jwt}").as_str());
+        assert!(headers["apikey"].is_sensitive());
+
+        let headers = auth_headers("sb_secret_abc123");
+        assert_eq!(headers["apikey"], "sb_secret_abc123");
+        assert!(headers.get("authorization").is_none());
+    }
+
+    #[test]
+    fn debug_output_does_not_carry_the_key() {
+        let config = StoreConfig {
+            rest_url: "http://127.0.0.1:1/api".into(),
+            service_role_key: "sb_secret_do_not_print".into(),
+            request_timeout: Duration::from_secs(1),
+        };
+        let store = PostgrestStore::new(&config, crate::http::client());
+        assert!(!format!("{store:?}").contains("do_not_print"));
+    }
+}

@@ -1,0 +1,9 @@
+//! The session store through the PostgREST-compatible API, on a real PostgreSQL with our
+//! migrations and Supabase's roles and default grants. One test binary shares one stack.
+
+mod concurrency;
+mod errors;
+mod lookup;
+mod privileges;
+mod steps;
+mod support;
