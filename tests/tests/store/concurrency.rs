@@ -9,7 +9,7 @@ use futures::future::join_all;
 use shared::domain::{ChatId, MessageId, TurnClaim};
 use shared::store::SessionStore;
 
-use crate::support::{at, new_customer, stack, text_from, wamid};
+use crate::support::{at, count, new_customer, stack, text_from, wamid};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -30,15 +30,11 @@ async fn fifty_concurrent_deliveries_of_one_wamid_record_it_once() {
 
     let new = results.iter().filter(|recorded| recorded[0].is_new).count();
     assert_eq!(new, 1, "exactly one delivery is new");
-    let db = stack().database().await.unwrap();
-    let rows: i64 = db
-        .query_one(
-            "select count(*) from whatsapp_messages where wamid = $1",
-            &[&message.wamid.as_str()],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let rows = count(
+        "select count(*) from whatsapp_messages where wamid = $1",
+        &[&message.wamid.as_str()],
+    )
+    .await;
     assert_eq!(rows, 1);
 }
 
@@ -80,15 +76,11 @@ async fn twenty_racing_first_chats_keep_one_and_tell_everyone_which() {
     }
     let session = store.session(&customer).await.unwrap().unwrap();
     assert_eq!(session.current_chat_id.as_ref(), Some(winners[0]));
-    let db = stack().database().await.unwrap();
-    let chats: i64 = db
-        .query_one(
-            "select count(*) from chat_history where customer_key = $1",
-            &[&customer.as_str()],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let chats = count(
+        "select count(*) from chat_history where customer_key = $1",
+        &[&customer.as_str()],
+    )
+    .await;
     assert_eq!(chats, 1, "the losers' chats were not recorded");
 }
 
@@ -250,15 +242,11 @@ async fn workers_racing_arrivals_answer_every_message_exactly_once() {
         .map(|(w, _)| w)
         .collect();
     assert!(twice.is_empty(), "claimed by two turns: {twice:?}");
-    let db = stack().database().await.unwrap();
-    let unanswered: i64 = db
-        .query_one(
-            "select count(*) from whatsapp_messages where customer_key = $1 and state <> 'answered'",
-            &[&customer.as_str()],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let unanswered = count(
+        "select count(*) from whatsapp_messages where customer_key = $1 and state <> 'answered'",
+        &[&customer.as_str()],
+    )
+    .await;
     assert_eq!(unanswered, 0);
 }
 

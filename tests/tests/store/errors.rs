@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use shared::domain::{CountryId, PhoneNumber};
 use shared::store::{PostgrestStore, SessionStore, StoreError};
 
-use crate::support::{form, new_customer, stack};
+use crate::support::{count, form, new_customer, stack};
 
 #[tokio::test]
 async fn a_stopped_database_is_a_retryable_unavailable() {
@@ -100,15 +100,11 @@ async fn a_constraint_violation_is_rejected_with_postgrests_code() {
         "{err:?}"
     );
 
-    let db = stack().database().await.unwrap();
-    let left: i64 = db
-        .query_one(
-            "select count(*) from whatsapp_messages where wamid = 'wamid.bad-key'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let left = count(
+        "select count(*) from whatsapp_messages where wamid = 'wamid.bad-key'",
+        &[],
+    )
+    .await;
     assert_eq!(left, 0, "nothing half-written");
 }
 

@@ -57,3 +57,9 @@ pub fn form(phone: &PhoneNumber, name: &str, key: &str) -> FormSubmission {
         fields: BTreeMap::from([("product".to_owned(), "seguro de auto".to_owned())]),
     }
 }
+
+/// The single number a `select count(*) …` returns, read behind the API.
+pub async fn count(sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
+    let db = stack().database().await.unwrap();
+    db.query_one(sql, params).await.unwrap().get(0)
+}
