@@ -5,7 +5,7 @@
 
 use std::process::{Command, ExitCode};
 
-use local_stack::LocalStack;
+use test_support::LocalStack;
 
 fn main() -> ExitCode {
     let stack = match LocalStack::start() {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use local_stack::{LocalStack, sign_jwt};
+use test_support::{LocalStack, sign_jwt};
 use serde_json::{Value, json};
 use shared::domain::{CountryId, PhoneNumber};
 use shared::store::{PostgrestStore, SessionStore, StoreError};

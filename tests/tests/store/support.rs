@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use local_stack::LocalStack;
+use test_support::LocalStack;
 use shared::domain::{
     CustomerKey, FormSubmission, IdempotencyKey, InboundMessage, MessageId, PhoneNumber,
 };
