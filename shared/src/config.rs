@@ -132,9 +132,16 @@ pub struct RetellConfig {
     pub agent_id: String,
     pub agent_version: Option<u32>,
     pub base_url: String,
+    /// For create, get and end chat.
+    pub request_timeout: Duration,
+    /// For a completion: the agent may call tools before it answers.
+    pub completion_timeout: Duration,
 }
 
 impl RetellConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+    pub const DEFAULT_COMPLETION_TIMEOUT: Duration = Duration::from_secs(120);
+
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             api_key: env.secret("RETELL_API_KEY")?,
@@ -144,6 +151,11 @@ impl RetellConfig {
                 env.url("RETELL_BASE_URL")?
                     .unwrap_or_else(|| Url::parse("https://api.retellai.com").expect("valid URL")),
             ),
+            request_timeout: env.millis("RETELL_TIMEOUT_MS", Self::DEFAULT_TIMEOUT)?,
+            completion_timeout: env.millis(
+                "RETELL_COMPLETION_TIMEOUT_MS",
+                Self::DEFAULT_COMPLETION_TIMEOUT,
+            )?,
         })
     }
 }
@@ -159,9 +171,13 @@ pub struct WhatsAppConfig {
     pub api_version: String,
     pub template_name: String,
     pub template_language: String,
+    /// For one Graph call.
+    pub request_timeout: Duration,
 }
 
 impl WhatsAppConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let api_version = env
             .optional("WHATSAPP_API_VERSION")
@@ -186,6 +202,7 @@ impl WhatsAppConfig {
             api_version,
             template_name: env.required("WHATSAPP_TEMPLATE_NAME")?.to_owned(),
             template_language: env.required("WHATSAPP_TEMPLATE_LANGUAGE")?.to_owned(),
+            request_timeout: env.millis("WHATSAPP_TIMEOUT_MS", Self::DEFAULT_TIMEOUT)?,
         })
     }
 }

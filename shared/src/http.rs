@@ -18,3 +18,12 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("the HTTP client's settings are valid")
 }
+
+/// `Authorization: Bearer <token>`, marked sensitive so it never shows in debug output. A token
+/// that cannot be a header value yields one the service will refuse, with a 401 that says so.
+pub fn bearer(token: &str) -> reqwest::header::HeaderValue {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid-token"));
+    value.set_sensitive(true);
+    value
+}

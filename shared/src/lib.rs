@@ -1,7 +1,12 @@
 //! The library every function of the WhatsApp ↔ Retell bridge uses: domain types, ports (traits),
 //! their adapters, and typed configuration. Binaries only wire these together.
 
+pub mod agent;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod messenger;
+pub mod retell;
+pub mod retry;
 pub mod store;
+pub mod whatsapp;

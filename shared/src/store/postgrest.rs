@@ -110,9 +110,7 @@ fn auth_headers(key: &str) -> HeaderMap {
     };
     apikey.set_sensitive(true);
     if looks_like_jwt(key) {
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {key}")).expect("checked above");
-        bearer.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, bearer);
+        headers.insert(reqwest::header::AUTHORIZATION, crate::http::bearer(key));
     }
     headers.insert("apikey", apikey);
     headers

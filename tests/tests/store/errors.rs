@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use test_support::{LocalStack, sign_jwt};
 use serde_json::{Value, json};
 use shared::domain::{CountryId, PhoneNumber};
 use shared::store::{PostgrestStore, SessionStore, StoreError};
+use test_support::{LocalStack, sign_jwt};
 
 use crate::support::{count, form, new_customer, stack};
 

@@ -2,10 +2,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use test_support::LocalStack;
 use shared::domain::{
     CustomerKey, FormSubmission, IdempotencyKey, InboundMessage, MessageId, PhoneNumber,
 };
+use test_support::LocalStack;
 
 pub fn stack() -> &'static LocalStack {
     LocalStack::shared()

@@ -1,0 +1,514 @@
+//! A stand-in for Retell's chat API: the real paths, bodies, statuses and error messages,
+//! every request body checked against the operation's schema in Retell's OpenAPI spec, chats
+//! kept with their status and history, and faults a test can queue.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde_json::{Value, json};
+use shared::config::RetellConfig;
+use shared::domain::ChatStatus;
+
+use crate::schema::ApiSpec;
+use crate::standin::{FaultQueue, Server, lock};
+
+pub const API_KEY: &str = "key_standin_retell";
+pub const AGENT_ID: &str = "agent_standin";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetellOperation {
+    CreateChat,
+    CreateChatCompletion,
+    GetChat,
+    EndChat,
+}
+
+impl RetellOperation {
+    fn operation_id(self) -> &'static str {
+        match self {
+            Self::CreateChat => "createChat",
+            Self::CreateChatCompletion => "createChatCompletion",
+            Self::GetChat => "getChat",
+            Self::EndChat => "endChat",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetellFault {
+    /// 429 with `retry-after-ms`.
+    RateLimited { retry_after_ms: u64 },
+    /// 500, nothing done.
+    ServerError,
+    /// 402, as when a trial runs out.
+    PaymentRequired,
+    /// The request is carried out, but the answer comes only after this long: a client with a
+    /// shorter timeout sees a timeout for something that happened.
+    SlowAnswer(Duration),
+}
+
+/// A chat as the stand-in keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandInChat {
+    pub chat_id: String,
+    pub status: ChatStatus,
+    pub metadata: Option<Value>,
+    pub dynamic_variables: BTreeMap<String, String>,
+    /// `message_with_tool_calls`: every user and agent message, in order.
+    pub messages: Vec<Value>,
+    start_ms: i64,
+    end_ms: Option<i64>,
+    last_activity: Instant,
+}
+
+impl StandInChat {
+    /// The contents of the messages of one role, in order.
+    pub fn contents(&self, role: &str) -> Vec<String> {
+        self.messages
+            .iter()
+            .filter(|m| m["role"] == role)
+            .filter_map(|m| m["content"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn to_json(&self) -> Value {
+        let mut chat = json!({
+            "chat_id": self.chat_id,
+            "agent_id": AGENT_ID,
+            "chat_status": self.status,
+            "chat_type": "api_chat",
+            "start_timestamp": self.start_ms,
+            "transcript": self.messages.iter()
+                .map(|m| format!("{}: {}\n", if m["role"] == "agent" { "Agent" } else { "User" }, m["content"].as_str().unwrap_or("")))
+                .collect::<String>(),
+            "message_with_tool_calls": self.messages,
+            "retell_llm_dynamic_variables": self.dynamic_variables,
+        });
+        if let Some(end) = self.end_ms {
+            chat["end_timestamp"] = json!(end);
+        }
+        if let Some(metadata) = &self.metadata {
+            chat["metadata"] = metadata.clone();
+        }
+        chat
+    }
+}
+
+/// A request that reached the stand-in, accepted or not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetellRequest {
+    pub operation: RetellOperation,
+    pub chat_id: Option<String>,
+    pub body: Value,
+    /// The status answered; 0 when the client stopped waiting first.
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct RetellState {
+    chats: BTreeMap<String, StandInChat>,
+    created: u64,
+    faults: FaultQueue<RetellOperation, RetellFault>,
+    requests: Vec<RetellRequest>,
+    begin_message: String,
+    scripted_replies: VecDeque<Vec<String>>,
+    end_after_silence: Option<Duration>,
+}
+
+type Shared = Arc<Mutex<RetellState>>;
+
+pub struct RetellStandIn {
+    state: Shared,
+    server: Server,
+}
+
+impl RetellStandIn {
+    pub fn start() -> RetellStandIn {
+        let state: Shared = Arc::new(Mutex::new(RetellState {
+            begin_message: "¡Hola! ¿Me comunico con {{customer_name}}?".into(),
+            ..RetellState::default()
+        }));
+        let router = Router::new()
+            .route("/create-chat", post(create_chat))
+            .route("/create-chat-completion", post(create_chat_completion))
+            .route("/get-chat/{chat_id}", get(get_chat))
+            .route("/end-chat/{chat_id}", patch(end_chat))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                record_request,
+            ))
+            .with_state(state.clone());
+        RetellStandIn {
+            state,
+            server: Server::start(router),
+        }
+    }
+
+    /// A configuration pointing the real client at this stand-in.
+    pub fn config(&self) -> RetellConfig {
+        RetellConfig {
+            api_key: API_KEY.to_owned().into(),
+            agent_id: AGENT_ID.into(),
+            agent_version: None,
+            base_url: self.server.url(),
+            request_timeout: Duration::from_secs(5),
+            completion_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn fail_next(&self, operation: RetellOperation, fault: RetellFault) {
+        lock(&self.state).faults.push(operation, fault);
+    }
+
+    /// The agent's messages for the next completion (default: one message echoing the user).
+    pub fn script_reply(&self, messages: &[&str]) {
+        lock(&self.state)
+            .scripted_replies
+            .push_back(messages.iter().map(|m| m.to_string()).collect());
+    }
+
+    /// The agent's opening, sent for an empty first completion (`{{var}}` filled in).
+    pub fn set_begin_message(&self, message: &str) {
+        lock(&self.state).begin_message = message.into();
+    }
+
+    /// Like the agent's `end_chat_after_silence_ms`: a chat idle this long is ended.
+    pub fn end_chats_after_silence(&self, silence: Duration) {
+        lock(&self.state).end_after_silence = Some(silence);
+    }
+
+    /// Ends a chat as Retell would (idle timeout, end tool).
+    pub fn end(&self, chat_id: &str) {
+        if let Some(chat) = lock(&self.state).chats.get_mut(chat_id) {
+            chat.status = ChatStatus::Ended;
+            chat.end_ms = Some(now_ms());
+        }
+    }
+
+    pub fn chat(&self, chat_id: &str) -> Option<StandInChat> {
+        let mut state = lock(&self.state);
+        expire_silent_chats(&mut state);
+        state.chats.get(chat_id).cloned()
+    }
+
+    pub fn chats(&self) -> Vec<StandInChat> {
+        lock(&self.state).chats.values().cloned().collect()
+    }
+
+    /// Every request of one operation, in arrival order.
+    pub fn requests(&self, operation: RetellOperation) -> Vec<RetellRequest> {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|r| r.operation == operation)
+            .cloned()
+            .collect()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "status": "error", "message": message })),
+    )
+        .into_response()
+}
+
+fn expire_silent_chats(state: &mut RetellState) {
+    let Some(silence) = state.end_after_silence else {
+        return;
+    };
+    for chat in state.chats.values_mut() {
+        if chat.status == ChatStatus::Ongoing && chat.last_activity.elapsed() >= silence {
+            chat.status = ChatStatus::Ended;
+            chat.end_ms = Some(now_ms());
+        }
+    }
+}
+
+/// What every operation does first, as Retell does: the key, then the body's shape, then any
+/// fault the test queued. Returns the parsed body, or the answer to give instead.
+async fn admit(
+    state: &Shared,
+    operation: RetellOperation,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Value, Option<Duration>), Response> {
+    let parsed: Result<Value, _> = if body.is_empty() {
+        Ok(Value::Null)
+    } else {
+        serde_json::from_slice(body)
+    };
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {API_KEY}"));
+    if !authorized {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "API key is missing or invalid.",
+        ));
+    }
+    let Ok(body) = parsed else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request format, please check API reference.",
+        ));
+    };
+    if let Err(violations) = ApiSpec::retell()
+        .operation(operation.operation_id())
+        .validate_request(&body)
+    {
+        let details: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        let message = format!(
+            "Invalid request format, please check API reference. {}",
+            details.join("; ")
+        );
+        return Err(error(StatusCode::BAD_REQUEST, &message));
+    }
+    let fault = lock(state).faults.take(&operation);
+    match fault {
+        None => Ok((body, None)),
+        Some(RetellFault::SlowAnswer(delay)) => Ok((body, Some(delay))),
+        Some(RetellFault::RateLimited { retry_after_ms }) => Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after-ms", retry_after_ms.to_string())],
+            axum::Json(json!({ "status": "error", "message": "Account rate limited, please throttle your requests." })),
+        )
+            .into_response()),
+        Some(RetellFault::ServerError) => {
+            Err(error(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected server error occurred."))
+        }
+        Some(RetellFault::PaymentRequired) => {
+            Err(error(StatusCode::PAYMENT_REQUIRED, "Trial has ended, please add payment method."))
+        }
+    }
+}
+
+/// Keeps every request with the status it got, for tests to inspect.
+async fn record_request(
+    State(state): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    let mut segments = path.trim_start_matches('/').splitn(2, '/');
+    let operation = match segments.next() {
+        Some("create-chat") => RetellOperation::CreateChat,
+        Some("create-chat-completion") => RetellOperation::CreateChatCompletion,
+        Some("get-chat") => RetellOperation::GetChat,
+        Some("end-chat") => RetellOperation::EndChat,
+        _ => {
+            return next
+                .run(axum::extract::Request::from_parts(
+                    parts,
+                    axum::body::Body::from(bytes),
+                ))
+                .await;
+        }
+    };
+    let chat_id = segments.next().map(str::to_owned);
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // Recorded before it is handled, with status 0 until answered: a client that gives up
+    // waiting drops the handler, and the request must still show.
+    let index = {
+        let mut state = lock(&state);
+        state.requests.push(RetellRequest {
+            operation,
+            chat_id,
+            body,
+            status: 0,
+        });
+        state.requests.len() - 1
+    };
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    let response = next.run(request).await;
+    lock(&state).requests[index].status = response.status().as_u16();
+    response
+}
+
+/// Answers after the delay a `SlowAnswer` fault asked for.
+async fn answer(delay: Option<Duration>, response: Response) -> Response {
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+fn fill_in(template: &str, variables: &BTreeMap<String, String>) -> String {
+    variables
+        .iter()
+        .fold(template.to_owned(), |text, (name, value)| {
+            text.replace(&format!("{{{{{name}}}}}"), value)
+        })
+}
+
+async fn create_chat(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let (body, delay) = match admit(&state, RetellOperation::CreateChat, &headers, &body).await {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    if body["agent_id"] != AGENT_ID {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Cannot find requested asset under given api key.",
+        );
+    }
+    let dynamic_variables = match body.get("retell_llm_dynamic_variables") {
+        None => BTreeMap::new(),
+        Some(variables) => match serde_json::from_value(variables.clone()) {
+            Ok(variables) => variables,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "retell_llm_dynamic_variables must map strings to strings",
+                );
+            }
+        },
+    };
+    let chat = {
+        let mut state = lock(&state);
+        state.created += 1;
+        let chat = StandInChat {
+            chat_id: format!("chat_standin_{:04}", state.created),
+            status: ChatStatus::Ongoing,
+            metadata: body.get("metadata").cloned(),
+            dynamic_variables,
+            messages: Vec::new(),
+            start_ms: now_ms(),
+            end_ms: None,
+            last_activity: Instant::now(),
+        };
+        state.chats.insert(chat.chat_id.clone(), chat.clone());
+        chat
+    };
+    answer(
+        delay,
+        (StatusCode::CREATED, axum::Json(chat.to_json())).into_response(),
+    )
+    .await
+}
+
+async fn create_chat_completion(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (body, delay) = match admit(
+        &state,
+        RetellOperation::CreateChatCompletion,
+        &headers,
+        &body,
+    )
+    .await
+    {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let chat_id = body["chat_id"].as_str().unwrap_or_default().to_owned();
+    let content = body["content"].as_str().unwrap_or_default().to_owned();
+    let new_messages = {
+        let mut state = lock(&state);
+        expire_silent_chats(&mut state);
+        let scripted = state.scripted_replies.pop_front();
+        let begin_message = state.begin_message.clone();
+        let Some(chat) = state.chats.get_mut(&chat_id) else {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Cannot find requested asset under given api key.",
+            );
+        };
+        if chat.status != ChatStatus::Ongoing {
+            return error(StatusCode::BAD_REQUEST, "Chat already ended");
+        }
+        let replies = if content.is_empty() && chat.messages.is_empty() {
+            // An empty first turn asks for the agent's opening; it adds no user message.
+            scripted.unwrap_or_else(|| vec![fill_in(&begin_message, &chat.dynamic_variables)])
+        } else {
+            chat.messages.push(message("user", &content));
+            scripted.unwrap_or_else(|| vec![format!("Recibido: {content}")])
+        };
+        let new_messages: Vec<Value> = replies
+            .iter()
+            .map(|reply| message("agent", reply))
+            .collect();
+        chat.messages.extend(new_messages.iter().cloned());
+        chat.last_activity = Instant::now();
+        new_messages
+    };
+    answer(
+        delay,
+        (
+            StatusCode::CREATED,
+            axum::Json(json!({ "messages": new_messages })),
+        )
+            .into_response(),
+    )
+    .await
+}
+
+fn message(role: &str, content: &str) -> Value {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    json!({ "message_id": format!("msg_{id}"), "role": role, "content": content, "created_timestamp": now_ms() })
+}
+
+async fn get_chat(
+    State(state): State<Shared>,
+    Path(chat_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (_, delay) = match admit(&state, RetellOperation::GetChat, &headers, b"").await {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let chat = {
+        let mut state = lock(&state);
+        expire_silent_chats(&mut state);
+        state.chats.get(&chat_id).map(StandInChat::to_json)
+    };
+    match chat {
+        Some(chat) => answer(delay, axum::Json(chat).into_response()).await,
+        None => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Cannot find requested asset under given api key.",
+        ),
+    }
+}
+
+async fn end_chat(
+    State(state): State<Shared>,
+    Path(chat_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (_, delay) = match admit(&state, RetellOperation::EndChat, &headers, b"").await {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let found = lock(&state).chats.get_mut(&chat_id).map(|chat| {
+        chat.status = ChatStatus::Ended;
+        chat.end_ms.get_or_insert_with(now_ms);
+    });
+    match found {
+        Some(()) => answer(delay, StatusCode::NO_CONTENT.into_response()).await,
+        None => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Cannot find requested asset under given api key.",
+        ),
+    }
+}
