@@ -2,6 +2,7 @@
 # Installs what `make test` needs and a new machine lacks; does nothing for what is there.
 #   PostgreSQL server and client, pgTAP and pg_prove (Debian packages),
 #   postrust, a PostgREST-compatible server (from crates.io),
+#   moto's server `moto_server`, an SQS-compatible server (from PyPI),
 #   rustfmt and clippy (rustup components).
 set -euo pipefail
 
@@ -14,6 +15,7 @@ if [ -z "$pg_major" ] || [ ! -x "/usr/lib/postgresql/$pg_major/bin/initdb" ]; th
 fi
 command -v psql >/dev/null || packages+=(postgresql-client)
 command -v pg_prove >/dev/null || packages+=(libtap-parser-sourcehandler-pgtap-perl)
+command -v python3 >/dev/null || packages+=(python3 python3-pip)
 if [ -n "$pg_major" ] && ! ls "/usr/share/postgresql/$pg_major/extension/pgtap.control" >/dev/null 2>&1; then
   packages+=("postgresql-$pg_major-pgtap")
 fi
@@ -33,6 +35,22 @@ if ! command -v postrust >/dev/null; then
   echo "installing postrust-server 3.1.0 (about 5 minutes on 2 cores)"
   # Not --locked: its lock file pins a webpki-roots release the registry no longer serves.
   cargo install --quiet postrust-server --version 3.1.0
+fi
+
+# Where tests/src/moto.rs looks: the PATH, then Python's scripts directories (`pip --user`'s too).
+moto_server_found() {
+  command -v moto_server >/dev/null && return 0
+  local dir
+  for dir in $(python3 -c 'import site, sysconfig; print(sysconfig.get_path("scripts")); print(site.getuserbase() + "/bin")' 2>/dev/null); do
+    [ -x "$dir/moto_server" ] && return 0
+  done
+  return 1
+}
+if ! moto_server_found; then
+  echo "installing moto[server] 5.x (an SQS-compatible server for the queue tests)"
+  # A Python that is externally managed (PEP 668, Debian's) takes it only into the user's site.
+  python3 -m pip install --quiet "moto[server]>=5.2,<6" 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages "moto[server]>=5.2,<6"
 fi
 
 for component in rustfmt clippy; do

@@ -32,6 +32,8 @@ pub struct Chat {
     pub messages: Vec<ChatMessage>,
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
+    #[serde(default, rename = "retell_llm_dynamic_variables")]
+    pub dynamic_variables: BTreeMap<String, String>,
 }
 
 /// One message of a chat. Roles other than `agent` and `user` (tool calls, node transitions,

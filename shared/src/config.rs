@@ -259,6 +259,73 @@ impl QueueConfig {
     }
 }
 
+/// How the conversation engine behaves: words, canned replies, the first contact.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Words that, alone in a message, opt the customer out (compared without case or accents).
+    pub opt_out_words: Vec<String>,
+    pub opt_in_words: Vec<String>,
+    pub opt_out_confirmation: String,
+    pub opt_in_confirmation: String,
+    /// The one reply to a message the agent cannot read (a sticker, a voice note, …).
+    pub unsupported_reply: String,
+    /// Trigger the agent's opening with an empty first completion when a form starts a chat,
+    /// so its transcript holds the question the template asked (see docs on agent set-up).
+    pub open_with_empty_completion: bool,
+    /// The name for the template when a customer gave none.
+    pub name_fallback: String,
+    /// How long a turn holds its customer before another worker may take over.
+    pub turn_lease: Duration,
+    /// How many earlier messages carry over into a new chat when Retell ended the last one.
+    pub carry_over_messages: usize,
+}
+
+impl EngineConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let words = |name: &'static str, default: &str| -> Vec<String> {
+            env.optional(name)
+                .unwrap_or(default)
+                .split(',')
+                .map(|w| w.trim().to_owned())
+                .filter(|w| !w.is_empty())
+                .collect()
+        };
+        let text =
+            |name: &'static str, default: &str| env.optional(name).unwrap_or(default).to_owned();
+        let open_with_empty_completion =
+            match env.optional("FIRST_CONTACT_COMPLETION").unwrap_or("empty") {
+                "empty" => true,
+                "none" => false,
+                other => {
+                    return Err(ConfigError::Malformed {
+                        name: "FIRST_CONTACT_COMPLETION",
+                        reason: format!("{other:?} is neither `empty` nor `none`"),
+                    });
+                }
+            };
+        Ok(Self {
+            opt_out_words: words("OPT_OUT_WORDS", "STOP,BAJA,CANCELAR,UNSUBSCRIBE"),
+            opt_in_words: words("OPT_IN_WORDS", "START,ALTA,REANUDAR"),
+            opt_out_confirmation: text(
+                "OPT_OUT_CONFIRMATION",
+                "Listo, no te enviaremos más mensajes. Escribe ALTA si quieres volver a hablar con nosotros.",
+            ),
+            opt_in_confirmation: text(
+                "OPT_IN_CONFIRMATION",
+                "¡Bienvenido de vuelta! ¿En qué te podemos ayudar?",
+            ),
+            unsupported_reply: text(
+                "UNSUPPORTED_MESSAGE_REPLY",
+                "Por ahora solo puedo leer mensajes de texto. ¿Me lo podrías escribir?",
+            ),
+            open_with_empty_completion,
+            name_fallback: text("CUSTOMER_NAME_FALLBACK", "cliente"),
+            turn_lease: Duration::from_secs(env.parsed("TURN_LEASE_SECONDS")?.unwrap_or(300)),
+            carry_over_messages: env.parsed("CARRY_OVER_MESSAGES")?.unwrap_or(10),
+        })
+    }
+}
+
 /// A base URL to append paths to: `https://host/rest/v1`, never `https://host/rest/v1/`.
 fn without_trailing_slash(url: Url) -> String {
     url.as_str().trim_end_matches('/').to_owned()

@@ -4,8 +4,10 @@
 pub mod agent;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod http;
 pub mod messenger;
+pub mod queue;
 pub mod retell;
 pub mod retry;
 pub mod store;

@@ -24,15 +24,24 @@ create table public.chat_sessions (
   last_activity_at       timestamptz not null default now(),
   paused_until           timestamptz,
   opted_out_at           timestamptz,
+  window_closed_at       timestamptz,
   turn_id                uuid,
   turn_lease_expires_at  timestamptz,
+  turn_chat_id           text,
+  turn_replies           jsonb check (jsonb_typeof(turn_replies) = 'array'),
+  turn_replies_sent      integer not null default 0 check (turn_replies_sent >= 0),
   created_at             timestamptz not null default now(),
   updated_at             timestamptz not null default now(),
   -- A chat id always comes with its status and start; a turn always with its lease.
   constraint chat_sessions_chat_complete check (
     (current_chat_id is null) = (chat_status is null)
     and (current_chat_id is null) = (chat_started_at is null)),
-  constraint chat_sessions_turn_complete check ((turn_id is null) = (turn_lease_expires_at is null))
+  constraint chat_sessions_turn_complete check ((turn_id is null) = (turn_lease_expires_at is null)),
+  -- The agent's answer belongs to the running turn and the chat that gave it.
+  constraint chat_sessions_turn_replies_have_turn check (
+    turn_replies is null or (turn_id is not null and turn_chat_id is not null)),
+  constraint chat_sessions_turn_replies_sent_within check (
+    turn_replies_sent <= coalesce(jsonb_array_length(turn_replies), 0))
 );
 create unique index chat_sessions_turn_id_key on public.chat_sessions (turn_id);
 
@@ -53,6 +62,12 @@ comment on column public.chat_sessions.last_outbound_at is 'When the bridge last
 comment on column public.chat_sessions.last_activity_at is 'Last time anything happened in this conversation.';
 comment on column public.chat_sessions.paused_until is 'A person took over: until then messages are stored and not answered by the agent.';
 comment on column public.chat_sessions.opted_out_at is 'When the customer asked not to be contacted (STOP/BAJA); empty once they opt in again.';
+comment on column public.chat_sessions.window_closed_at is
+  'WhatsApp refused free text (131047) at this time: until the customer writes again, replies go as the template.';
+comment on column public.chat_sessions.turn_chat_id is 'The chat that answered the running turn.';
+comment on column public.chat_sessions.turn_replies is
+  'The agent''s answer to the running turn, kept until sent, so a retried turn resends it instead of asking the agent again.';
+comment on column public.chat_sessions.turn_replies_sent is 'How many of turn_replies have been sent.';
 comment on column public.chat_sessions.turn_id is 'The turn a worker is running for this customer now, if any.';
 comment on column public.chat_sessions.turn_lease_expires_at is 'After this the running turn is presumed dead and its messages are claimed again.';
 comment on column public.chat_sessions.created_at is 'When the customer was first seen.';

@@ -124,8 +124,11 @@ $$;
 -- claim_turn: take all of a customer's waiting inbound messages, in order, for one turn.
 -- The session row is locked while claiming, and a turn holds a lease: while it is unexpired no
 -- other turn starts for the customer ('busy'); once expired, its messages are claimed again.
+-- A turn whose agent answer was saved (save_turn_replies) is resumed instead, with its own
+-- messages and the replies still to send ('resume'), so the agent is not asked twice.
 -- A message claimed p_max_attempts times without being answered is marked failed, not retried
--- forever. Returns {status: 'claimed'|'busy'|'idle', turn_id?, lease_expires_at?, session?, messages: [...]}.
+-- forever. Returns {status: 'claimed'|'busy'|'idle', turn_id?, lease_expires_at?, session?,
+-- messages: [...], resume?: {chat_id, replies, replies_sent}}.
 create function public.claim_turn(
   p_customer_key text,
   p_lease_seconds integer default 300,
@@ -158,6 +161,7 @@ begin
   end if;
 
   -- Any message still in_progress belongs to a turn whose lease has run out: its worker died.
+  -- Messages tried too often are given up, whichever turn held them.
   update public.whatsapp_messages set
     state = 'failed',
     failure_reason = coalesce(failure_reason || '; ', '') || format('gave up after %s attempts', attempts),
@@ -166,10 +170,17 @@ begin
   where customer_key = p_customer_key and state in ('pending', 'in_progress') and attempts >= p_max_attempts;
 
   v_lease_expires_at := now() + make_interval(secs => p_lease_seconds);
+  if v_session.turn_replies is not null then
+    -- The dead turn's agent answered: resume it with the same turn id and its own messages.
+    v_turn_id := v_session.turn_id;
+  end if;
   with claimed as (
     update public.whatsapp_messages set
       state = 'in_progress', turn_id = v_turn_id, attempts = attempts + 1, updated_at = now()
-    where customer_key = p_customer_key and state in ('pending', 'in_progress')
+    where customer_key = p_customer_key
+      and (case when v_session.turn_replies is not null
+                then state = 'in_progress' and turn_id = v_turn_id
+                else state in ('pending', 'in_progress') end)
     returning id, wamid, message_type, body, payload, sent_at, attempts
   )
   select jsonb_agg(jsonb_build_object(
@@ -180,9 +191,13 @@ begin
   from claimed c;
 
   if v_messages is null then
-    update public.chat_sessions set turn_id = null, turn_lease_expires_at = null
-    where customer_key = p_customer_key and turn_id is not null
-    returning * into v_session;
+    update public.chat_sessions set turn_id = null, turn_lease_expires_at = null,
+      turn_chat_id = null, turn_replies = null, turn_replies_sent = 0
+    where customer_key = p_customer_key and turn_id is not null;
+    if v_session.turn_replies is not null then
+      -- The resumed turn's messages were all given up: look again for waiting ones.
+      return public.claim_turn(p_customer_key, p_lease_seconds, p_max_attempts);
+    end if;
     return jsonb_build_object('status', 'idle', 'messages', '[]'::jsonb);
   end if;
 
@@ -192,7 +207,10 @@ begin
   returning * into v_session;
 
   return jsonb_build_object('status', 'claimed', 'turn_id', v_turn_id,
-    'lease_expires_at', v_lease_expires_at, 'session', to_jsonb(v_session), 'messages', v_messages);
+    'lease_expires_at', v_lease_expires_at, 'session', to_jsonb(v_session), 'messages', v_messages)
+    || case when v_session.turn_replies is null then '{}'::jsonb
+            else jsonb_build_object('resume', jsonb_build_object('chat_id', v_session.turn_chat_id,
+                   'replies', v_session.turn_replies, 'replies_sent', v_session.turn_replies_sent)) end;
 end;
 $$;
 
@@ -247,7 +265,7 @@ $$;
 create function public.complete_turn(
   p_turn_id uuid,
   p_customer_key text,
-  p_chat_id text,
+  p_chat_id text default null,
   p_outbound jsonb default '[]'::jsonb
 )
 returns jsonb
@@ -290,6 +308,9 @@ begin
   update public.chat_sessions set
     turn_id = case when v_held then null else turn_id end,
     turn_lease_expires_at = case when v_held then null else turn_lease_expires_at end,
+    turn_chat_id = case when v_held then null else turn_chat_id end,
+    turn_replies = case when v_held then null else turn_replies end,
+    turn_replies_sent = case when v_held then 0 else turn_replies_sent end,
     last_outbound_at = case when v_recorded > 0 then now() else last_outbound_at end,
     last_activity_at = now(), updated_at = now()
   where customer_key = p_customer_key;
@@ -305,7 +326,8 @@ end;
 $$;
 
 -- fail_turn: give up a turn, keeping the reason. p_retry = true puts its messages back to wait
--- for the next turn; false marks them failed. Returns {released, failed}.
+-- for the next turn, or, when the agent's answer was saved, ends the lease so that the next claim
+-- resumes the turn and sends what is left; false marks them failed. Returns {released, failed}.
 create function public.fail_turn(
   p_turn_id uuid,
   p_reason text,
@@ -325,6 +347,14 @@ begin
     raise exception 'p_retry is required' using errcode = '22023';
   end if;
 
+  if p_retry and exists (select 1 from public.chat_sessions where turn_id = p_turn_id and turn_replies is not null) then
+    update public.whatsapp_messages set failure_reason = left(p_reason, 2000), updated_at = now()
+    where turn_id = p_turn_id and state = 'in_progress';
+    get diagnostics v_count = row_count;
+    update public.chat_sessions set turn_lease_expires_at = now(), updated_at = now() where turn_id = p_turn_id;
+    return jsonb_build_object('released', v_count, 'failed', 0);
+  end if;
+
   update public.whatsapp_messages set
     state = case when p_retry then 'pending' else 'failed' end,
     failure_reason = left(p_reason, 2000),
@@ -333,7 +363,8 @@ begin
   where turn_id = p_turn_id and state = 'in_progress';
   get diagnostics v_count = row_count;
 
-  update public.chat_sessions set turn_id = null, turn_lease_expires_at = null, updated_at = now()
+  update public.chat_sessions set turn_id = null, turn_lease_expires_at = null,
+    turn_chat_id = null, turn_replies = null, turn_replies_sent = 0, updated_at = now()
   where turn_id = p_turn_id;
 
   return jsonb_build_object(
@@ -380,7 +411,17 @@ begin
     where m.wamid = b.wamid and m.direction = 'outbound'
       and b.rank > case m.delivery_status
                      when 'accepted' then 0 when 'sent' then 1 when 'delivered' then 2 else 3 end
-    returning m.wamid, m.delivery_status
+    returning m.wamid, m.delivery_status, m.customer_key, b.errors, b.at
+  ),
+  window_closed as (
+    -- 131047: WhatsApp would only take a template, at the status's time: a reply to anything
+    -- the customer wrote before then must be one; their next message opens the window again.
+    update public.chat_sessions s set
+      window_closed_at = greatest(s.window_closed_at, a.at), updated_at = now()
+    from applied a
+    where s.customer_key = a.customer_key and a.delivery_status = 'failed'
+      and jsonb_typeof(a.errors) = 'array' and a.errors @> '[{"code": 131047}]'
+    returning 1
   )
   select case when exists (select 1 from bad) then null else
     coalesce(jsonb_agg(jsonb_build_object(
@@ -403,6 +444,137 @@ begin
 end;
 $$;
 
+-- save_turn_replies: keep the agent's answer to a running turn before sending it, so that a
+-- turn retried after a crash resends the answer instead of asking the agent again (a
+-- completion is not idempotent). False when the turn no longer holds the customer.
+create function public.save_turn_replies(p_turn_id uuid, p_chat_id text, p_replies jsonb)
+returns boolean
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if jsonb_typeof(p_replies) is distinct from 'array' then
+    raise exception 'p_replies must be a JSON array' using errcode = '22023';
+  end if;
+  update public.chat_sessions set
+    turn_chat_id = p_chat_id, turn_replies = p_replies, turn_replies_sent = 0, updated_at = now()
+  where turn_id = p_turn_id;
+  return found;
+end;
+$$;
+
+-- record_sent_reply: one reply of the running turn went out: record it, and count it as sent
+-- so a resumed turn does not send it again. A repeat (same wamids) is harmless.
+-- p_message: {wamid, message_type, body?, payload?}, or an array of them when WhatsApp took the
+-- reply in several parts. Returns {recorded, replies_sent}.
+create function public.record_sent_reply(p_turn_id uuid, p_message jsonb)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_session public.chat_sessions;
+  v_recorded integer;
+begin
+  select * into v_session from public.chat_sessions where turn_id = p_turn_id for update;
+  if not found then
+    raise exception 'turn % no longer holds its customer', p_turn_id using errcode = 'P0002';
+  end if;
+  insert into public.whatsapp_messages
+    (wamid, customer_key, direction, message_type, body, payload, sent_at, chat_id, turn_id, delivery_status)
+  select m.wamid, v_session.customer_key, 'outbound', m.message_type, m.body, m.payload, clock_timestamp(),
+         v_session.turn_chat_id, p_turn_id, 'accepted'
+  from jsonb_to_recordset(case jsonb_typeof(p_message) when 'object' then jsonb_build_array(p_message)
+                                                      else p_message end)
+    as m(wamid text, message_type text, body text, payload jsonb)
+  on conflict (wamid) do nothing;
+  get diagnostics v_recorded = row_count;
+  update public.chat_sessions set
+    -- One reply, however many parts: counted once, and only the first time.
+    turn_replies_sent = least(turn_replies_sent + (v_recorded > 0)::integer, jsonb_array_length(turn_replies)),
+    last_outbound_at = now(), last_activity_at = now(), updated_at = now()
+  where customer_key = v_session.customer_key
+  returning * into v_session;
+  return jsonb_build_object('recorded', v_recorded > 0, 'replies_sent', v_session.turn_replies_sent);
+end;
+$$;
+
+-- set_opt_out: the customer asked to stop (true) or to start again (false).
+-- Returns {changed, opted_out_at}: changed is false when they already were.
+create function public.set_opt_out(p_customer_key text, p_opted_out boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_before timestamptz;
+  v_after timestamptz;
+begin
+  if p_opted_out is null then
+    raise exception 'p_opted_out is required' using errcode = '22023';
+  end if;
+  select opted_out_at into v_before from public.chat_sessions where customer_key = p_customer_key for update;
+  if not found then
+    raise exception 'no session for customer %', p_customer_key using errcode = 'P0002';
+  end if;
+  update public.chat_sessions set
+    opted_out_at = case when p_opted_out then coalesce(opted_out_at, now()) end,
+    last_activity_at = now(), updated_at = now()
+  where customer_key = p_customer_key
+  returning opted_out_at into v_after;
+  return jsonb_build_object('changed', (v_before is null) <> (v_after is null), 'opted_out_at', v_after);
+end;
+$$;
+
+-- complete_form_submission: the form's outreach is done: the chat it started, and the template
+-- sent (p_outbound: [{wamid, message_type, body?, payload?}]). A repeat is harmless.
+-- Returns {completed}: false when it was already started.
+create function public.complete_form_submission(p_submission_id uuid, p_chat_id text, p_outbound jsonb)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_submission public.form_submissions;
+begin
+  if jsonb_typeof(p_outbound) is distinct from 'array' then
+    raise exception 'p_outbound must be a JSON array of messages' using errcode = '22023';
+  end if;
+  select * into v_submission from public.form_submissions where id = p_submission_id for update;
+  if not found then
+    raise exception 'no form submission %', p_submission_id using errcode = 'P0002';
+  end if;
+  insert into public.whatsapp_messages
+    (wamid, customer_key, direction, message_type, body, payload, sent_at, chat_id, delivery_status)
+  select m.wamid, v_submission.customer_key, 'outbound', m.message_type, m.body, m.payload, clock_timestamp(),
+         p_chat_id, 'accepted'
+  from jsonb_to_recordset(p_outbound) as m(wamid text, message_type text, body text, payload jsonb)
+  on conflict (wamid) do nothing;
+  update public.form_submissions set status = 'started', chat_id = p_chat_id, failure_reason = null,
+    updated_at = now()
+  where id = p_submission_id and status <> 'started';
+  update public.chat_sessions set last_outbound_at = now(), last_activity_at = now(), updated_at = now()
+  where customer_key = v_submission.customer_key;
+  return jsonb_build_object('completed', v_submission.status <> 'started');
+end;
+$$;
+
+-- fail_form_submission: the outreach could not be done; the reason is kept for the dashboard.
+create function public.fail_form_submission(p_submission_id uuid, p_reason text)
+returns boolean
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if p_reason is null or length(trim(p_reason)) = 0 then
+    raise exception 'p_reason is required' using errcode = '22023';
+  end if;
+  update public.form_submissions set status = 'failed', failure_reason = left(p_reason, 2000), updated_at = now()
+  where id = p_submission_id and status <> 'started';
+  return found;
+end;
+$$;
+
 -- Backend-only: the API roles may not call any of these; service_role may.
 revoke execute on function
   public.record_inbound_messages(jsonb),
@@ -411,7 +583,12 @@ revoke execute on function
   public.attach_chat(text, text, text, text),
   public.complete_turn(uuid, text, text, jsonb),
   public.fail_turn(uuid, text, boolean),
-  public.record_delivery_statuses(jsonb)
+  public.record_delivery_statuses(jsonb),
+  public.save_turn_replies(uuid, text, jsonb),
+  public.record_sent_reply(uuid, jsonb),
+  public.set_opt_out(text, boolean),
+  public.complete_form_submission(uuid, text, jsonb),
+  public.fail_form_submission(uuid, text)
   from public, anon, authenticated;
 grant execute on function
   public.record_inbound_messages(jsonb),
@@ -420,7 +597,12 @@ grant execute on function
   public.attach_chat(text, text, text, text),
   public.complete_turn(uuid, text, text, jsonb),
   public.fail_turn(uuid, text, boolean),
-  public.record_delivery_statuses(jsonb)
+  public.record_delivery_statuses(jsonb),
+  public.save_turn_replies(uuid, text, jsonb),
+  public.record_sent_reply(uuid, jsonb),
+  public.set_opt_out(text, boolean),
+  public.complete_form_submission(uuid, text, jsonb),
+  public.fail_form_submission(uuid, text)
   to service_role;
 
 comment on function public.record_inbound_messages(jsonb) is 'Store inbound WhatsApp messages once per wamid; says which are new.';
@@ -430,5 +612,10 @@ comment on function public.attach_chat(text, text, text, text) is 'Attach or rot
 comment on function public.complete_turn(uuid, text, text, jsonb) is 'Record the replies of a turn and mark its messages answered.';
 comment on function public.fail_turn(uuid, text, boolean) is 'Give up a turn: release its messages for a retry or mark them failed.';
 comment on function public.record_delivery_statuses(jsonb) is 'Apply WhatsApp delivery statuses to outbound messages, never backwards.';
+comment on function public.save_turn_replies(uuid, text, jsonb) is 'Keep the agent''s answer to a turn until it is sent.';
+comment on function public.record_sent_reply(uuid, jsonb) is 'Record one reply of a turn as sent.';
+comment on function public.set_opt_out(text, boolean) is 'Opt a customer out of (or back into) the agent''s messages.';
+comment on function public.complete_form_submission(uuid, text, jsonb) is 'Mark a form''s outreach done: its chat and the template sent.';
+comment on function public.fail_form_submission(uuid, text) is 'Mark a form''s outreach failed, with the reason.';
 
 notify pgrst, 'reload schema';

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use shared::config::WhatsAppConfig;
 
 use crate::schema::ApiSpec;
-use crate::standin::{FaultQueue, Server, lock};
+use crate::standin::{FaultQueue, Server, lock, unique_id};
 
 pub const ACCESS_TOKEN: &str = "EAAGstandin";
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
@@ -30,6 +30,9 @@ pub enum GraphFault {
     Code(i64),
     /// Send the message, but answer only after this long.
     SlowAnswer(Duration),
+    /// Wait this long before taking the message: a client that goes away meanwhile (a crash)
+    /// leaves nothing sent.
+    StallBeforeAccepting(Duration),
 }
 
 /// A message the stand-in accepted.
@@ -49,9 +52,9 @@ struct GraphState {
     accepted: Vec<AcceptedMessage>,
     read_receipts: Vec<Value>,
     rejected: Vec<(Value, Value)>,
-    faults: FaultQueue<(), GraphFault>,
+    /// Keyed by "is it a read receipt": a test scripting a send's failure means the send.
+    faults: FaultQueue<bool, GraphFault>,
     templates: Vec<(String, String)>,
-    sent_count: u64,
     requests: usize,
 }
 
@@ -92,9 +95,14 @@ impl GraphStandIn {
         }
     }
 
-    /// The next request answers with this fault (several queue up, in order).
+    /// The next message sent answers with this fault (several queue up, in order).
     pub fn fail_next(&self, fault: GraphFault) {
-        lock(&self.state).faults.push((), fault);
+        lock(&self.state).faults.push(false, fault);
+    }
+
+    /// The next read receipt answers with this fault.
+    pub fn fail_next_read_receipt(&self, fault: GraphFault) {
+        lock(&self.state).faults.push(true, fault);
     }
 
     pub fn approve_template(&self, name: &str, language: &str) {
@@ -219,14 +227,19 @@ async fn messages(
         return answer;
     }
 
-    let fault = lock(&state).faults.take(&());
+    let is_read_receipt = body["status"] == "read";
+    let fault = lock(&state).faults.take(&is_read_receipt);
     let delay = match fault {
         Some(GraphFault::Code(code)) => return graph_error(code, "Scripted by the test."),
         Some(GraphFault::SlowAnswer(delay)) => Some(delay),
+        Some(GraphFault::StallBeforeAccepting(stall)) => {
+            tokio::time::sleep(stall).await;
+            None
+        }
         None => None,
     };
 
-    let answer = if body["status"] == "read" {
+    let answer = if is_read_receipt {
         lock(&state).read_receipts.push(body);
         json!({ "success": true })
     } else {
@@ -254,8 +267,7 @@ async fn messages(
                 );
             }
         }
-        state.sent_count += 1;
-        let wamid = format!("wamid.STANDIN{:08}", state.sent_count);
+        let wamid = unique_id("wamid.STANDIN");
         let to = body["to"]
             .as_str()
             .or(body["recipient"].as_str())

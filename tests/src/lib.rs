@@ -3,6 +3,7 @@
 //! cannot reach from here. Never linked into a Lambda binary.
 
 pub mod graph_standin;
+pub mod moto;
 pub mod retell_standin;
 pub mod schema;
 pub mod stack;

@@ -17,7 +17,7 @@ use shared::config::RetellConfig;
 use shared::domain::ChatStatus;
 
 use crate::schema::ApiSpec;
-use crate::standin::{FaultQueue, Server, lock};
+use crate::standin::{FaultQueue, Server, lock, unique_id};
 
 pub const API_KEY: &str = "key_standin_retell";
 pub const AGENT_ID: &str = "agent_standin";
@@ -114,7 +114,6 @@ pub struct RetellRequest {
 #[derive(Default)]
 struct RetellState {
     chats: BTreeMap<String, StandInChat>,
-    created: u64,
     faults: FaultQueue<RetellOperation, RetellFault>,
     requests: Vec<RetellRequest>,
     begin_message: String,
@@ -383,9 +382,8 @@ async fn create_chat(State(state): State<Shared>, headers: HeaderMap, body: Byte
     };
     let chat = {
         let mut state = lock(&state);
-        state.created += 1;
         let chat = StandInChat {
-            chat_id: format!("chat_standin_{:04}", state.created),
+            chat_id: unique_id("chat_standin"),
             status: ChatStatus::Ongoing,
             metadata: body.get("metadata").cloned(),
             dynamic_variables,

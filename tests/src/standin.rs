@@ -94,3 +94,11 @@ pub fn lock<T>(state: &Arc<Mutex<T>>) -> MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// An id no other stand-in of this process, nor of another test process, hands out: the tests
+/// share one database, where chat ids and wamids are unique.
+pub fn unique_id(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}_{}_{n:05}", std::process::id())
+}

@@ -37,6 +37,8 @@ pub struct Session {
     pub last_activity_at: DateTime<Utc>,
     pub paused_until: Option<DateTime<Utc>>,
     pub opted_out_at: Option<DateTime<Utc>>,
+    /// WhatsApp refused free text (131047) at this time.
+    pub window_closed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -50,10 +52,13 @@ impl Session {
         self.opted_out_at.is_some()
     }
 
-    /// Free text may be sent; otherwise only an approved template.
+    /// Free text may be sent: the customer wrote in the last 24 hours, and WhatsApp has not
+    /// refused free text (131047) since. Otherwise only an approved template.
     pub fn within_service_window(&self, now: DateTime<Utc>) -> bool {
-        self.last_inbound_at
-            .is_some_and(|last| now - last < CUSTOMER_SERVICE_WINDOW)
+        self.last_inbound_at.is_some_and(|last| {
+            now - last < CUSTOMER_SERVICE_WINDOW
+                && self.window_closed_at.is_none_or(|closed| closed < last)
+        })
     }
 
     /// The name to greet the customer with: the form's, else their WhatsApp profile name.
@@ -138,6 +143,31 @@ pub struct Turn {
     pub session: Session,
     /// In the order the customer sent them.
     pub messages: Vec<ClaimedMessage>,
+    /// Set when this turn was taken over after the agent had answered: send what is left.
+    #[serde(default)]
+    pub resume: Option<TurnResume>,
+}
+
+/// The agent's saved answer to a turn that did not finish sending it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TurnResume {
+    pub chat_id: ChatId,
+    pub replies: Vec<String>,
+    /// How many of `replies` went out already.
+    pub replies_sent: u32,
+}
+
+/// A form submission as stored, for the job that starts its conversation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StoredSubmission {
+    pub id: SubmissionId,
+    pub customer_key: CustomerKey,
+    pub phone_e164: PhoneNumber,
+    pub name: String,
+    pub fields: BTreeMap<String, String>,
+    pub status: SubmissionStatus,
+    pub chat_id: Option<ChatId>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The answer to "claim the next turn of this customer".

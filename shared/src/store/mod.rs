@@ -11,8 +11,8 @@ pub use postgrest::PostgrestStore;
 
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, Session, TurnClaim,
-    TurnCompletion, TurnFailure, TurnId,
+    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, Session,
+    StoredSubmission, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
 };
 
 /// Every step is atomic and one round trip; every step may be retried after a timeout or an
@@ -53,12 +53,29 @@ pub trait SessionStore: Send + Sync {
         end_reason: Option<&str>,
     ) -> impl Future<Output = Result<ChatAttachment, StoreError>> + Send;
 
-    /// Records what a turn sent and marks its messages answered.
+    /// Keeps the agent's answer to a running turn until it is sent. False when the turn no
+    /// longer holds its customer.
+    fn save_turn_replies(
+        &self,
+        turn: TurnId,
+        chat: &ChatId,
+        replies: &[String],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records one reply of a running turn as sent (its parts, if WhatsApp took it in several).
+    fn record_sent_reply(
+        &self,
+        turn: TurnId,
+        parts: &[OutboundMessage],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records what a turn sent (last) and marks its messages answered. `chat` is the chat that
+    /// answered, if any did.
     fn complete_turn(
         &self,
         turn: TurnId,
         customer: &CustomerKey,
-        chat: &ChatId,
+        chat: Option<&ChatId>,
         sent: &[OutboundMessage],
     ) -> impl Future<Output = Result<TurnCompletion, StoreError>> + Send;
 
@@ -70,6 +87,32 @@ pub trait SessionStore: Send + Sync {
         reason: &str,
         retry: bool,
     ) -> impl Future<Output = Result<TurnFailure, StoreError>> + Send;
+
+    /// Opts the customer out (or back in). True when that changed something.
+    fn set_opt_out(
+        &self,
+        customer: &CustomerKey,
+        opted_out: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn form_submission(
+        &self,
+        id: SubmissionId,
+    ) -> impl Future<Output = Result<Option<StoredSubmission>, StoreError>> + Send;
+
+    /// The form's outreach is done: the chat it started and the template sent.
+    fn complete_form_submission(
+        &self,
+        id: SubmissionId,
+        chat: &ChatId,
+        sent: &[OutboundMessage],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn fail_form_submission(
+        &self,
+        id: SubmissionId,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Applies delivery statuses to outbound messages; statuses never move backwards.
     fn record_delivery_statuses(

@@ -15,8 +15,8 @@ use super::{PostgrestError, SessionStore, StoreError};
 use crate::config::StoreConfig;
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, Session, TurnClaim,
-    TurnCompletion, TurnFailure, TurnId,
+    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, Session,
+    StoredSubmission, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
 };
 
 #[derive(Clone)]
@@ -217,11 +217,35 @@ impl SessionStore for PostgrestStore {
         self.call("attach_chat", &args).await
     }
 
+    async fn save_turn_replies(
+        &self,
+        turn: TurnId,
+        chat: &ChatId,
+        replies: &[String],
+    ) -> Result<bool, StoreError> {
+        let args = json!({ "p_turn_id": turn, "p_chat_id": chat, "p_replies": replies });
+        self.call("save_turn_replies", &args).await
+    }
+
+    async fn record_sent_reply(
+        &self,
+        turn: TurnId,
+        parts: &[OutboundMessage],
+    ) -> Result<(), StoreError> {
+        let _: serde_json::Value = self
+            .call(
+                "record_sent_reply",
+                &json!({ "p_turn_id": turn, "p_message": parts }),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn complete_turn(
         &self,
         turn: TurnId,
         customer: &CustomerKey,
-        chat: &ChatId,
+        chat: Option<&ChatId>,
         sent: &[OutboundMessage],
     ) -> Result<TurnCompletion, StoreError> {
         let args = json!({
@@ -241,6 +265,49 @@ impl SessionStore for PostgrestStore {
     ) -> Result<TurnFailure, StoreError> {
         let args = json!({ "p_turn_id": turn, "p_reason": reason, "p_retry": retry });
         self.call("fail_turn", &args).await
+    }
+
+    async fn set_opt_out(
+        &self,
+        customer: &CustomerKey,
+        opted_out: bool,
+    ) -> Result<bool, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Changed {
+            changed: bool,
+        }
+        let args = json!({ "p_customer_key": customer, "p_opted_out": opted_out });
+        let answer: Changed = self.call("set_opt_out", &args).await?;
+        Ok(answer.changed)
+    }
+
+    async fn form_submission(
+        &self,
+        id: SubmissionId,
+    ) -> Result<Option<StoredSubmission>, StoreError> {
+        let request = self
+            .builder(format!("{}/form_submissions", self.rest_url))
+            .select("id,customer_key,phone_e164,name,fields,status,chat_id,created_at")
+            .eq("id", id.to_string());
+        let mut rows: Vec<StoredSubmission> = self.send(request).await?;
+        Ok(rows.pop())
+    }
+
+    async fn complete_form_submission(
+        &self,
+        id: SubmissionId,
+        chat: &ChatId,
+        sent: &[OutboundMessage],
+    ) -> Result<(), StoreError> {
+        let args = json!({ "p_submission_id": id, "p_chat_id": chat, "p_outbound": sent });
+        let _: serde_json::Value = self.call("complete_form_submission", &args).await?;
+        Ok(())
+    }
+
+    async fn fail_form_submission(&self, id: SubmissionId, reason: &str) -> Result<(), StoreError> {
+        let args = json!({ "p_submission_id": id, "p_reason": reason });
+        let _: bool = self.call("fail_form_submission", &args).await?;
+        Ok(())
     }
 
     async fn record_delivery_statuses(

@@ -162,14 +162,14 @@ async fn a_dead_turns_messages_are_claimed_again_after_its_lease_and_answered_on
     // The dead worker wakes up and completes: too late, nothing of the new turn is touched.
     let chat = ChatId::parse("chat_lease").unwrap();
     let late = store
-        .complete_turn(dead.turn_id, &customer, &chat, &[])
+        .complete_turn(dead.turn_id, &customer, Some(&chat), &[])
         .await
         .unwrap();
     assert!(!late.completed);
     assert_eq!(late.answered, 0);
 
     let done = store
-        .complete_turn(retaken.turn_id, &customer, &chat, &[])
+        .complete_turn(retaken.turn_id, &customer, Some(&chat), &[])
         .await
         .unwrap();
     assert!(done.completed);
@@ -216,7 +216,7 @@ async fn workers_racing_arrivals_answer_every_message_exactly_once() {
                         }
                         drop(seen);
                         let done = store
-                            .complete_turn(turn.turn_id, &customer, &chat, &[])
+                            .complete_turn(turn.turn_id, &customer, Some(&chat), &[])
                             .await
                             .unwrap();
                         assert!(done.completed);

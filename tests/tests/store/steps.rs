@@ -76,7 +76,7 @@ async fn a_conversation_goes_from_form_to_answered_turn_to_delivery() {
         .complete_turn(
             turn.turn_id,
             &customer,
-            &chat,
+            Some(&chat),
             std::slice::from_ref(&answer),
         )
         .await
@@ -86,7 +86,7 @@ async fn a_conversation_goes_from_form_to_answered_turn_to_delivery() {
         .complete_turn(
             turn.turn_id,
             &customer,
-            &chat,
+            Some(&chat),
             std::slice::from_ref(&answer),
         )
         .await

@@ -1,0 +1,361 @@
+//! The customer wrote: answer everything they sent that is still waiting, in one turn.
+
+use chrono::Utc;
+
+use super::{Engine, EngineError, base_variables, metadata, outbound};
+use crate::agent::{AgentError, ChatAgent, NewChat};
+use crate::domain::{ChatId, ChatStatus, CustomerKey, Session, Turn, TurnClaim};
+use crate::messenger::{Messenger, MessengerError, Recipient};
+use crate::store::SessionStore;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnOutcome {
+    /// Nothing was waiting (a repeated job, or a later job whose messages an earlier turn took).
+    Idle,
+    /// Another turn holds the customer: try again after its lease.
+    Busy,
+    /// The agent answered; `replies` messages went out (templates included).
+    Answered { chat_id: ChatId, replies: usize },
+    /// Only a fixed reply went out (opt-out or opt-in confirmation, "text only please").
+    Acknowledged,
+    /// Stored and not answered: a person has taken over, or the customer opted out.
+    Held,
+}
+
+impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
+    /// Claims every waiting message of the customer and answers them as one turn. A failure
+    /// is recorded on the turn: a transient one puts the messages back for a retry (or, once the
+    /// agent had answered, keeps the answer so the retry only sends it); a permanent one marks
+    /// them failed with the reason.
+    #[tracing::instrument(name = "take_turn", skip_all, fields(customer = %customer.masked()), err(Display))]
+    pub async fn take_turn(&self, customer: &CustomerKey) -> Result<TurnOutcome, EngineError> {
+        let turn = match self
+            .store
+            .claim_turn(customer, self.config.turn_lease)
+            .await?
+        {
+            TurnClaim::Idle => return Ok(TurnOutcome::Idle),
+            TurnClaim::Busy { .. } => return Ok(TurnOutcome::Busy),
+            TurnClaim::Claimed(turn) => turn,
+        };
+        match self.answer(&turn).await {
+            Ok(outcome) => Ok(outcome),
+            Err(error) => {
+                let retry = error.is_transient();
+                if let Err(store_error) = self
+                    .store
+                    .fail_turn(turn.turn_id, &error.to_string(), retry)
+                    .await
+                {
+                    // The lease runs out instead and another turn takes the messages over.
+                    tracing::error!(%store_error, "could not record the failed turn");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn answer(&self, turn: &Turn) -> Result<TurnOutcome, EngineError> {
+        let session = &turn.session;
+        if let Some(resume) = &turn.resume {
+            let replies =
+                &resume.replies[(resume.replies_sent as usize).min(resume.replies.len())..];
+            return self.deliver(turn, &resume.chat_id, replies).await;
+        }
+        let texts: Vec<&str> = turn
+            .messages
+            .iter()
+            .filter_map(|m| m.body.as_deref())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+
+        if session.is_opted_out() {
+            if texts
+                .iter()
+                .any(|t| self.is_word(t, &self.config.opt_in_words))
+            {
+                self.store.set_opt_out(&session.customer_key, false).await?;
+                return self
+                    .acknowledge(turn, &self.config.opt_in_confirmation)
+                    .await;
+            }
+            return self.hold(turn).await;
+        }
+        if texts
+            .iter()
+            .any(|t| self.is_word(t, &self.config.opt_out_words))
+        {
+            self.store.set_opt_out(&session.customer_key, true).await?;
+            return self
+                .acknowledge(turn, &self.config.opt_out_confirmation)
+                .await;
+        }
+        if session.is_paused(Utc::now()) {
+            return self.hold(turn).await;
+        }
+        if texts.is_empty() {
+            return self.acknowledge(turn, &self.config.unsupported_reply).await;
+        }
+
+        if let Some(last) = turn.messages.last() {
+            // "Typing…" while the agent thinks; a receipt that fails must not fail the turn.
+            if let Err(error) = self.messenger.mark_read(&last.wamid, true).await {
+                tracing::warn!(%error, "could not mark the message read");
+            }
+        }
+        let (chat_id, replies) = self.converse(session, &texts.join("\n")).await?;
+        if !self
+            .store
+            .save_turn_replies(turn.turn_id, &chat_id, &replies)
+            .await?
+        {
+            tracing::warn!("the turn lost its customer to another turn before replying");
+            return Ok(TurnOutcome::Busy);
+        }
+        self.deliver(turn, &chat_id, &replies).await
+    }
+
+    /// Sends the customer's text to their live chat and returns the agent's replies. A chat
+    /// Retell has ended is replaced by one that carries the name and the gist of the earlier
+    /// conversation, and the text goes to it as its first turn, so the agent answers instead of
+    /// greeting.
+    async fn converse(
+        &self,
+        session: &Session,
+        text: &str,
+    ) -> Result<(ChatId, Vec<String>), EngineError> {
+        let chat_id = match (&session.current_chat_id, session.chat_status) {
+            (Some(chat_id), Some(ChatStatus::Ongoing)) => chat_id.clone(),
+            (previous, _) => {
+                self.carry_over(session, previous.as_ref(), "the chat had ended")
+                    .await?
+            }
+        };
+        let messages = match self.agent.complete(&chat_id, text).await {
+            Err(AgentError::ChatEnded(reason)) => {
+                let chat_id = self
+                    .carry_over(session, Some(&chat_id), &format!("Retell: {reason}"))
+                    .await?;
+                let messages = self.agent.complete(&chat_id, text).await?;
+                return Ok((chat_id, agent_texts(&messages)));
+            }
+            answer => answer?,
+        };
+        Ok((chat_id, agent_texts(&messages)))
+    }
+
+    /// A new chat for the customer, replacing `previous`, with what the agent needs to go on.
+    async fn carry_over(
+        &self,
+        session: &Session,
+        previous: Option<&ChatId>,
+        reason: &str,
+    ) -> Result<ChatId, EngineError> {
+        let mut chat = NewChat {
+            metadata: metadata(&session.customer_key),
+            dynamic_variables: base_variables(Some(session), None),
+        };
+        if let Some(previous) = previous {
+            match self.agent.get_chat(previous).await {
+                Ok(earlier) => {
+                    // The form's fields and anything else the earlier chat knew.
+                    for (name, value) in earlier.dynamic_variables {
+                        chat.dynamic_variables.entry(name).or_insert(value);
+                    }
+                    let gist = gist(&earlier.messages, self.config.carry_over_messages);
+                    if !gist.is_empty() {
+                        chat.dynamic_variables
+                            .insert("previous_conversation".into(), gist);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "no gist of the earlier chat"),
+            }
+            chat.dynamic_variables
+                .insert("conversation_continues".into(), "true".into());
+            chat.metadata
+                .insert("previous_chat_id".into(), serde_json::json!(previous));
+        }
+        self.open_chat(&session.customer_key, chat, previous, reason)
+            .await
+    }
+
+    /// Sends the agent's replies (free text inside the 24-hour window, else the template once)
+    /// and completes the turn. Each reply is recorded as it goes out, so a retried turn sends
+    /// only what is left.
+    async fn deliver(
+        &self,
+        turn: &Turn,
+        chat_id: &ChatId,
+        replies: &[String],
+    ) -> Result<TurnOutcome, EngineError> {
+        let session = &turn.session;
+        let to = Recipient::for_customer(&session.customer_key);
+        if !session.within_service_window(Utc::now()) {
+            return self.send_template_and_complete(turn, Some(chat_id)).await;
+        }
+        let mut last_parts = Vec::new();
+        for (index, reply) in replies.iter().enumerate() {
+            let parts = match self.messenger.send_text(&to, reply, None).await {
+                Ok(parts) => parts.into_iter().map(outbound).collect::<Vec<_>>(),
+                Err(MessengerError::NeedsTemplate(error)) => {
+                    tracing::warn!(%error, "the window had closed: sending the template instead");
+                    return self.send_template_and_complete(turn, Some(chat_id)).await;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if index + 1 < replies.len() {
+                self.store.record_sent_reply(turn.turn_id, &parts).await?;
+            } else {
+                last_parts = parts;
+            }
+        }
+        self.store
+            .complete_turn(
+                turn.turn_id,
+                &session.customer_key,
+                Some(chat_id),
+                &last_parts,
+            )
+            .await?;
+        Ok(TurnOutcome::Answered {
+            chat_id: chat_id.clone(),
+            replies: replies.len(),
+        })
+    }
+
+    async fn send_template_and_complete(
+        &self,
+        turn: &Turn,
+        chat_id: Option<&ChatId>,
+    ) -> Result<TurnOutcome, EngineError> {
+        let session = &turn.session;
+        let template = self.template_for(session.display_name());
+        let sent = self
+            .messenger
+            .send_template(&Recipient::for_customer(&session.customer_key), &template)
+            .await?;
+        self.store
+            .complete_turn(
+                turn.turn_id,
+                &session.customer_key,
+                chat_id,
+                &[outbound(sent)],
+            )
+            .await?;
+        Ok(match chat_id {
+            Some(chat_id) => TurnOutcome::Answered {
+                chat_id: chat_id.clone(),
+                replies: 1,
+            },
+            None => TurnOutcome::Acknowledged,
+        })
+    }
+
+    /// A fixed reply, no agent: free text in the window, else nothing (a template would say
+    /// something else entirely).
+    async fn acknowledge(&self, turn: &Turn, reply: &str) -> Result<TurnOutcome, EngineError> {
+        let session = &turn.session;
+        let mut sent = Vec::new();
+        if session.within_service_window(Utc::now()) {
+            let parts = self
+                .messenger
+                .send_text(&Recipient::for_customer(&session.customer_key), reply, None)
+                .await?;
+            sent.extend(parts.into_iter().map(outbound));
+        }
+        self.store
+            .complete_turn(turn.turn_id, &session.customer_key, None, &sent)
+            .await?;
+        Ok(TurnOutcome::Acknowledged)
+    }
+
+    /// Store the messages as handled, say nothing.
+    async fn hold(&self, turn: &Turn) -> Result<TurnOutcome, EngineError> {
+        self.store
+            .complete_turn(turn.turn_id, &turn.session.customer_key, None, &[])
+            .await?;
+        Ok(TurnOutcome::Held)
+    }
+
+    /// A message that is just one of `words`, ignoring case, accents and punctuation around it.
+    fn is_word(&self, text: &str, words: &[String]) -> bool {
+        let text = fold(text);
+        words.iter().any(|word| fold(word) == text)
+    }
+}
+
+fn agent_texts(messages: &[crate::agent::ChatMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| m.agent_text())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The last `limit` messages of a chat as lines a prompt can read.
+fn gist(messages: &[crate::agent::ChatMessage], limit: usize) -> String {
+    let lines: Vec<String> = messages
+        .iter()
+        .filter_map(|m| {
+            let content = m.content.as_deref()?.trim();
+            let speaker = match m.role.as_str() {
+                "agent" => "Agente",
+                "user" => "Cliente",
+                _ => return None,
+            };
+            (!content.is_empty()).then(|| format!("{speaker}: {content}"))
+        })
+        .collect();
+    lines[lines.len().saturating_sub(limit)..].join("\n")
+}
+
+/// Uppercase, without accents or surrounding punctuation: "¡Baja!" and "baja" are one word.
+fn fold(text: &str) -> String {
+    text.trim_matches(|c: char| !c.is_alphanumeric())
+        .chars()
+        .map(|c| match c {
+            'á' | 'à' | 'ä' | 'â' | 'Á' | 'À' | 'Ä' | 'Â' => 'A',
+            'é' | 'è' | 'ë' | 'ê' | 'É' | 'È' | 'Ë' | 'Ê' => 'E',
+            'í' | 'ì' | 'ï' | 'î' | 'Í' | 'Ì' | 'Ï' | 'Î' => 'I',
+            'ó' | 'ò' | 'ö' | 'ô' | 'Ó' | 'Ò' | 'Ö' | 'Ô' => 'O',
+            'ú' | 'ù' | 'ü' | 'û' | 'Ú' | 'Ù' | 'Ü' | 'Û' => 'U',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::ChatMessage;
+
+    #[test]
+    fn opt_out_words_match_without_case_accents_or_punctuation() {
+        assert_eq!(fold("¡Baja!"), "BAJA");
+        assert_eq!(fold("  stop. "), "STOP");
+        assert_eq!(fold("Cancelación"), "CANCELACION");
+        assert_ne!(fold("no quiero la baja"), "BAJA");
+    }
+
+    #[test]
+    fn the_gist_is_the_last_messages_of_user_and_agent() {
+        let message = |role: &str, content: &str| ChatMessage {
+            role: role.into(),
+            content: Some(content.into()),
+            message_id: None,
+            created_timestamp: None,
+        };
+        let messages = [
+            message("agent", "¿Me comunico con Ana?"),
+            message("user", "Sí"),
+            message("tool_call_result", "{}"),
+            message("agent", "¿Qué auto tienes?"),
+            message("user", "Un Versa 2021"),
+        ];
+        assert_eq!(
+            gist(&messages, 3),
+            "Cliente: Sí\nAgente: ¿Qué auto tienes?\nCliente: Un Versa 2021"
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! The queue of turns: one job at a time per customer (the customer key is the FIFO group),
+//! customers in parallel. SQS FIFO in AWS ([`SqsQueue`]); in-process for the local run and the
+//! tests ([`InProcessQueue`]), with the same ordering.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{CustomerKey, SubmissionId};
+
+/// What the worker is asked to do for a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum TurnJob {
+    /// A form was submitted: open the conversation (chat, first-contact template).
+    StartConversation {
+        customer_key: CustomerKey,
+        submission_id: SubmissionId,
+    },
+    /// The customer wrote: answer everything they sent that is still waiting.
+    TakeTurn { customer_key: CustomerKey },
+}
+
+impl TurnJob {
+    pub fn customer_key(&self) -> &CustomerKey {
+        match self {
+            Self::StartConversation { customer_key, .. } | Self::TakeTurn { customer_key } => {
+                customer_key
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue could not take the job now; the caller should answer so that it is retried
+    /// (the webhook's 503).
+    #[error("the turn queue is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the turn queue refused the job: {0}")]
+    Rejected(String),
+}
+
+pub trait TurnQueue: Send + Sync {
+    /// Queues `job` in its customer's group. `deduplication_id` makes a repeat within the
+    /// queue's window (5 minutes on SQS) a no-op: the wamid, or the submission id.
+    fn enqueue(
+        &self,
+        job: &TurnJob,
+        deduplication_id: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// What became of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobDisposition {
+    /// Finished, whatever the outcome (a failed turn is recorded as such): do not run it again.
+    Done,
+    /// Could not finish for a reason that may pass (a service unavailable, another turn holding
+    /// the customer): run it again later, until the queue gives up (the dead-letter queue).
+    RetryLater(String),
+}
+
+/// Runs jobs taken from the queue: the conversation engine.
+pub trait JobHandler: Send + Sync + 'static {
+    fn handle(&self, job: TurnJob) -> impl Future<Output = JobDisposition> + Send;
+}
+
+mod in_process;
+mod sqs;
+
+pub use in_process::{InProcessQueue, InProcessSettings, InProcessStats};
+pub use sqs::SqsQueue;

@@ -1,0 +1,284 @@
+//! The turn queue on SQS FIFO: the customer key is the message group (one turn at a time per
+//! customer), the caller's deduplication id the message deduplication id, the job's JSON the body.
+
+use std::borrow::Cow;
+
+use aws_config::BehaviorVersion;
+use aws_config::environment::EnvironmentVariableRegionProvider;
+use aws_config::meta::region::RegionProviderChain;
+use aws_sdk_sqs::config::Region;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::send_message::SendMessageError;
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use super::{QueueError, TurnJob, TurnQueue};
+use crate::config::QueueConfig;
+
+/// The longest `MessageGroupId` / `MessageDeduplicationId` SQS accepts.
+const MAX_ID_LEN: usize = 128;
+/// Where a queue URL names no region (a local endpoint) and the environment names none either.
+const FALLBACK_REGION: &str = "us-east-1";
+
+/// [`TurnQueue`] on an SQS FIFO queue.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsQueue {
+    /// A queue client from the configuration: credentials from the usual AWS chain (the Lambda's
+    /// role), the region the queue URL names (`sqs.<region>.amazonaws.com`), else `AWS_REGION`,
+    /// else `us-east-1`, and `SQS_ENDPOINT_URL` when set. Nothing is sent until the first job:
+    /// no network at construction.
+    pub async fn from_config(config: &QueueConfig) -> SqsQueue {
+        let queue_url = config.queue_url.as_str().to_owned();
+        // Not the default region chain: it would ask the instance metadata service, over the
+        // network, when the environment names no region.
+        let region =
+            RegionProviderChain::first_try(region_of_queue_url(&queue_url).map(Region::new))
+                .or_else(EnvironmentVariableRegionProvider::new())
+                .or_else(Region::from_static(FALLBACK_REGION));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        if let Some(endpoint) = &config.endpoint_url {
+            loader = loader.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+        }
+        let sdk_config = loader.load().await;
+        Self::from_client(aws_sdk_sqs::Client::new(&sdk_config), queue_url)
+    }
+
+    /// A queue on a client built elsewhere (the tests', pointed at a local SQS).
+    pub fn from_client(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> SqsQueue {
+        SqsQueue {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    async fn send(&self, job: &TurnJob, deduplication_id: &str) -> Result<(), QueueError> {
+        let body = serde_json::to_string(job).map_err(|e| {
+            QueueError::Rejected(format!(
+                "{}: the job did not serialize: {e}",
+                self.queue_url
+            ))
+        })?;
+        let output = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_group_id(sqs_id(job.customer_key().as_str()))
+            .message_deduplication_id(sqs_id(deduplication_id))
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| classify(&self.queue_url, e))?;
+        tracing::debug!(message_id = output.message_id(), "job queued");
+        Ok(())
+    }
+}
+
+impl TurnQueue for SqsQueue {
+    async fn enqueue(&self, job: &TurnJob, deduplication_id: &str) -> Result<(), QueueError> {
+        let span = tracing::info_span!(
+            "enqueue",
+            queue = "sqs",
+            customer = %job.customer_key().masked(),
+            job = job_kind(job),
+        );
+        let result = self
+            .send(job, deduplication_id)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            span.in_scope(|| tracing::warn!(error = %e, "job not queued"));
+        }
+        result
+    }
+}
+
+pub(super) fn job_kind(job: &TurnJob) -> &'static str {
+    match job {
+        TurnJob::StartConversation { .. } => "start_conversation",
+        TurnJob::TakeTurn { .. } => "take_turn",
+    }
+}
+
+/// `id` itself when SQS takes it as a group or deduplication id (1 to 128 ASCII letters, digits
+/// and punctuation), else its SHA-256 in hex, which SQS takes and which keeps distinct ids
+/// distinct.
+fn sqs_id(id: &str) -> Cow<'_, str> {
+    let valid = (1..=MAX_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b.is_ascii_punctuation());
+    if valid {
+        Cow::Borrowed(id)
+    } else {
+        Cow::Owned(hex::encode(Sha256::digest(id.as_bytes())))
+    }
+}
+
+/// `us-east-1` in `https://sqs.us-east-1.amazonaws.com/123/turns.fifo` (or the legacy
+/// `https://us-east-1.queue.amazonaws.com/…`).
+fn region_of_queue_url(queue_url: &str) -> Option<String> {
+    let host = url::Url::parse(queue_url).ok()?.host_str()?.to_owned();
+    let region = host
+        .strip_prefix("sqs.")
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(region, _)| region)
+        .or_else(|| {
+            host.split_once(".queue.amazonaws.com")
+                .map(|(region, _)| region)
+        })?;
+    let plausible = !region.is_empty()
+        && region.contains('-')
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    plausible.then(|| region.to_owned())
+}
+
+/// Throttling, 5xx, timeouts and failed connections may pass: `Unavailable`, so the caller has the
+/// job retried. Everything else (a missing queue, a bad request, no permission): `Rejected`.
+fn classify(queue_url: &str, error: SdkError<SendMessageError>) -> QueueError {
+    let detail = DisplayErrorContext(&error);
+    let transient = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let err = service.err();
+            status >= 500
+                || status == 429
+                || err.is_request_throttled()
+                || err.is_kms_throttled()
+                || err.code().is_some_and(is_throttling_code)
+        }
+        // Built without being sent: a configuration fault a retry cannot fix.
+        _ => false,
+    };
+    if transient {
+        QueueError::Unavailable(format!("{queue_url}: {detail}"))
+    } else {
+        QueueError::Rejected(format!("{queue_url}: {detail}"))
+    }
+}
+
+fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "SlowDown"
+            | "ServiceUnavailable"
+            | "InternalError"
+            | "InternalFailure"
+            | "KMS.ThrottlingException"
+    ) || code.ends_with(".RequestThrottled")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sqs_takes_pass_unchanged() {
+        assert_eq!(
+            sqs_id("wamid.HBgLMTU1NTEyMzQ1NjcVAgASGBQ="),
+            "wamid.HBgLMTU1NTEyMzQ1NjcVAgASGBQ="
+        );
+        assert_eq!(sqs_id("5215512345678"), "5215512345678");
+        assert_eq!(sqs_id("US.13491208655302741918"), "US.13491208655302741918");
+        let punctuation = r##"!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~"##;
+        assert_eq!(sqs_id(punctuation), punctuation);
+        let longest = "a".repeat(MAX_ID_LEN);
+        assert_eq!(sqs_id(&longest), longest);
+    }
+
+    #[test]
+    fn other_ids_become_their_sha256() {
+        for id in [
+            "",
+            "with space",
+            "ñandú",
+            "tab\there",
+            &"a".repeat(MAX_ID_LEN + 1),
+        ] {
+            let mapped = sqs_id(id);
+            assert_eq!(mapped.len(), 64, "{id:?}");
+            assert!(mapped.bytes().all(|b| b.is_ascii_hexdigit()), "{id:?}");
+            assert_eq!(mapped, sqs_id(id), "stable for {id:?}");
+        }
+        assert_eq!(
+            sqs_id(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_ne!(sqs_id("a b"), sqs_id("a  b"));
+    }
+
+    #[test]
+    fn region_comes_from_the_queue_url() {
+        assert_eq!(
+            region_of_queue_url("https://sqs.eu-west-1.amazonaws.com/123456789012/turns.fifo")
+                .as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_of_queue_url("https://us-east-2.queue.amazonaws.com/123456789012/turns.fifo")
+                .as_deref(),
+            Some("us-east-2")
+        );
+        assert_eq!(
+            region_of_queue_url("http://127.0.0.1:5000/123456789012/turns.fifo"),
+            None
+        );
+        assert_eq!(
+            region_of_queue_url("http://localhost:4566/000000000000/turns.fifo"),
+            None
+        );
+        assert_eq!(region_of_queue_url("not a url"), None);
+    }
+
+    #[test]
+    fn throttling_codes_are_transient() {
+        assert!(is_throttling_code(
+            "AWS.SimpleQueueService.RequestThrottled"
+        ));
+        assert!(is_throttling_code("ThrottlingException"));
+        assert!(!is_throttling_code(
+            "AWS.SimpleQueueService.NonExistentQueue"
+        ));
+        assert!(!is_throttling_code("InvalidParameterValue"));
+    }
+
+    #[tokio::test]
+    async fn construction_needs_no_network() {
+        let config = QueueConfig {
+            queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/turns.fifo"
+                .parse()
+                .unwrap(),
+            endpoint_url: Some("http://127.0.0.1:9/".parse().unwrap()),
+        };
+        let started = std::time::Instant::now();
+        let queue = SqsQueue::from_config(&config).await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(queue.queue_url(), config.queue_url.as_str());
+        let sqs_config = queue.client.config();
+        assert_eq!(sqs_config.region().map(Region::as_ref), Some("eu-west-1"));
+    }
+}

@@ -1,0 +1,103 @@
+use shared::engine::TurnOutcome;
+use shared::queue::{JobDisposition, JobHandler, TurnJob};
+use test_support::retell_standin::RetellOperation::CreateChatCompletion;
+use test_support::{GraphFault, RetellFault};
+
+use crate::support::{Bridge, minutes};
+
+fn job(bridge: &Bridge) -> TurnJob {
+    TurnJob::TakeTurn {
+        customer_key: bridge.customer.clone(),
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_completion_is_retried_within_the_turn() {
+    let bridge = Bridge::new();
+    bridge.customer_writes("hola", minutes(0)).await;
+    bridge.retell.fail_next(
+        CreateChatCompletion,
+        RetellFault::RateLimited { retry_after_ms: 5 },
+    );
+    assert_eq!(
+        bridge.engine().handle(job(&bridge)).await,
+        JobDisposition::Done
+    );
+    let statuses: Vec<u16> = bridge
+        .retell
+        .requests(CreateChatCompletion)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [429, 201]);
+    assert_eq!(bridge.whatsapp_sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_completion_is_retried_by_the_queue_not_resent_blindly() {
+    let bridge = Bridge::new();
+    let engine = bridge.engine();
+    bridge.customer_writes("hola", minutes(0)).await;
+    bridge
+        .retell
+        .fail_next(CreateChatCompletion, RetellFault::ServerError);
+    let disposition = engine.handle(job(&bridge)).await;
+    assert!(
+        matches!(disposition, JobDisposition::RetryLater(ref reason) if reason.contains("500")),
+        "{disposition:?}"
+    );
+    let waiting = bridge
+        .db_value(
+            "select state || ':' || failure_reason from whatsapp_messages where customer_key = $1",
+        )
+        .await;
+    assert!(
+        waiting.starts_with("pending:"),
+        "back to wait, reason kept: {waiting}"
+    );
+
+    // The queue delivers the job again.
+    assert_eq!(engine.handle(job(&bridge)).await, JobDisposition::Done);
+    assert_eq!(bridge.whatsapp_sent().len(), 1);
+    let chat = &bridge.retell.chats()[0];
+    assert_eq!(
+        chat.contents("user"),
+        ["hola"],
+        "the 500 was not received: one user turn"
+    );
+}
+
+#[tokio::test]
+async fn whatsapp_throughput_limits_are_ridden_out() {
+    let bridge = Bridge::new();
+    bridge.customer_writes("hola", minutes(0)).await;
+    bridge.graph.fail_next(GraphFault::Code(130_429));
+    bridge.graph.fail_next(GraphFault::Code(131_056));
+    assert_eq!(
+        bridge.engine().handle(job(&bridge)).await,
+        JobDisposition::Done
+    );
+    assert_eq!(bridge.whatsapp_sent().len(), 1);
+}
+
+#[tokio::test]
+async fn an_undeliverable_customer_fails_the_turn_for_good_with_the_reason() {
+    let bridge = Bridge::new();
+    let engine = bridge.engine();
+    bridge.customer_writes("hola", minutes(0)).await;
+    bridge.graph.fail_next(GraphFault::Code(131_026));
+    assert_eq!(
+        engine.handle(job(&bridge)).await,
+        JobDisposition::Done,
+        "not retried forever"
+    );
+    let failed = bridge.db_value("select state || ':' || failure_reason from whatsapp_messages where customer_key = $1 and direction = 'inbound'").await;
+    assert!(
+        failed.starts_with("failed:") && failed.contains("131026"),
+        "{failed}"
+    );
+    assert_eq!(
+        engine.take_turn(&bridge.customer).await.unwrap(),
+        TurnOutcome::Idle
+    );
+}

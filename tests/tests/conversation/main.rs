@@ -1,0 +1,8 @@
+//! The conversation engine end to end: the store on the local stack, the real Retell and Graph
+//! clients against their stand-ins.
+
+mod faults;
+mod people_and_windows;
+mod redelivery;
+mod scenarios;
+mod support;

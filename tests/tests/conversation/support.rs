@@ -1,0 +1,148 @@
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use shared::config::{EngineConfig, Env};
+use shared::domain::{
+    CountryId, CustomerKey, FormSubmission, IdempotencyKey, InboundMessage, MessageId, PhoneNumber,
+    SubmissionId,
+};
+use shared::engine::{Engine, TemplateConfig};
+use shared::retell::RetellClient;
+use shared::retry::RetryPolicy;
+use shared::store::{PostgrestStore, SessionStore};
+use shared::whatsapp::GraphClient;
+use test_support::{GraphStandIn, LocalStack, RetellStandIn};
+
+pub type TestEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
+
+pub const FAST_RETRIES: RetryPolicy = RetryPolicy {
+    max_retries: 2,
+    base_delay: Duration::from_millis(1),
+    max_delay: Duration::from_millis(20),
+};
+
+/// One customer's world: the shared local stack, and stand-ins of their own.
+pub struct Bridge {
+    pub retell: RetellStandIn,
+    pub graph: GraphStandIn,
+    pub customer: CustomerKey,
+    pub phone: PhoneNumber,
+    next_message: AtomicU32,
+}
+
+impl Bridge {
+    pub fn new() -> Bridge {
+        let phone = unique_mexican_phone();
+        Bridge {
+            retell: RetellStandIn::start(),
+            graph: GraphStandIn::start(),
+            customer: CustomerKey::from_phone(&phone),
+            phone,
+            next_message: AtomicU32::new(0),
+        }
+    }
+
+    /// A new engine with new clients and a new store, as a cold-started Lambda builds them.
+    pub fn engine(&self) -> TestEngine {
+        let stack = LocalStack::shared();
+        let http = shared::http::client();
+        let whatsapp = self.graph.config();
+        Engine::new(
+            stack.store(),
+            RetellClient::new(&self.retell.config(), http.clone()).with_retry_policy(FAST_RETRIES),
+            GraphClient::new(&whatsapp, http)
+                .with_retry_policy(FAST_RETRIES, Duration::from_millis(1)),
+            EngineConfig::from_env(&Env::default()).unwrap(),
+            TemplateConfig {
+                name: whatsapp.template_name,
+                language: whatsapp.template_language,
+            },
+        )
+    }
+
+    pub fn store(&self) -> PostgrestStore {
+        LocalStack::shared().store()
+    }
+
+    /// The form is submitted (recorded as form-intake does) and returns its id.
+    pub async fn submit_form(&self, name: &str) -> SubmissionId {
+        let submission = FormSubmission {
+            idempotency_key: IdempotencyKey::parse(format!("form-{}", self.customer)).unwrap(),
+            customer_key: self.customer.clone(),
+            phone: self.phone.clone(),
+            name: name.into(),
+            fields: BTreeMap::from([("producto".to_owned(), "seguro de auto".to_owned())]),
+        };
+        self.store()
+            .record_form_submission(&submission)
+            .await
+            .unwrap()
+            .submission_id
+    }
+
+    /// The customer writes (recorded as the webhook does), `ago` before now.
+    pub async fn customer_writes(&self, text: &str, ago: TimeDelta) -> MessageId {
+        self.customer_sends(Some(text), "text", Utc::now() - ago)
+            .await
+    }
+
+    pub async fn customer_sends(
+        &self,
+        text: Option<&str>,
+        message_type: &str,
+        sent_at: DateTime<Utc>,
+    ) -> MessageId {
+        let n = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let wamid = MessageId::parse(format!("wamid.IN.{}.{n}", self.customer)).unwrap();
+        let message = InboundMessage {
+            wamid: wamid.clone(),
+            customer_key: self.customer.clone(),
+            message_type: message_type.into(),
+            body: text.map(str::to_owned),
+            payload: None,
+            sent_at,
+            // WhatsApp's form of a Mexican mobile.
+            wa_id: Some(format!("521{}", &self.customer.as_str()[2..])),
+            whatsapp_user_id: None,
+            profile_name: Some("Lupita".into()),
+        };
+        assert!(self.store().record_inbound(&[message]).await.unwrap()[0].is_new);
+        wamid
+    }
+
+    /// What WhatsApp accepted for this customer, as (type, text).
+    pub fn whatsapp_sent(&self) -> Vec<(String, String)> {
+        self.graph
+            .accepted()
+            .into_iter()
+            .map(|m| (m.message_type, m.text))
+            .collect()
+    }
+
+    pub async fn db_value(&self, sql: &str) -> String {
+        let db = LocalStack::shared().database().await.unwrap();
+        db.query_one(sql, &[&self.customer.as_str()])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    pub async fn db_execute(&self, sql: &str) {
+        let db = LocalStack::shared().database().await.unwrap();
+        db.execute(sql, &[&self.customer.as_str()]).await.unwrap();
+    }
+}
+
+fn unique_mexican_phone() -> PhoneNumber {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let local = (std::process::id() % 10_000) * 100 + n % 100;
+    // Monterrey numbers: 81 + 8 digits.
+    PhoneNumber::parse(&format!("+52 81 {local:08}"), CountryId::MX).unwrap()
+}
+
+pub fn minutes(n: i64) -> TimeDelta {
+    TimeDelta::minutes(n)
+}

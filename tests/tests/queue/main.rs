@@ -1,0 +1,341 @@
+//! The turn queue: the SQS adapter against moto's SQS-compatible server (FIFO order per customer,
+//! deduplication, the body), and the in-process queue end to end. One test binary shares one
+//! moto server; each test has queues of its own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::config::retry::RetryConfig;
+use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use shared::domain::{CustomerKey, SubmissionId};
+use shared::queue::{
+    InProcessQueue, InProcessSettings, JobDisposition, JobHandler, QueueError, SqsQueue, TurnJob,
+    TurnQueue,
+};
+use test_support::moto::MotoServer;
+
+const CUSTOMERS: [&str; 3] = ["5215512345678", "5491112345678", "US.13491208655302741918"];
+
+fn customer(raw: &str) -> CustomerKey {
+    if raw.starts_with("US.") {
+        CustomerKey::from_whatsapp_user_id(raw).unwrap()
+    } else {
+        CustomerKey::from_whatsapp_id(raw).unwrap()
+    }
+}
+
+fn start(raw_customer: &str, n: u128) -> TurnJob {
+    TurnJob::StartConversation {
+        customer_key: customer(raw_customer),
+        submission_id: SubmissionId(uuid::Uuid::from_u128(n)),
+    }
+}
+
+fn number(job: &TurnJob) -> u128 {
+    match job {
+        TurnJob::StartConversation { submission_id, .. } => submission_id.0.as_u128(),
+        TurnJob::TakeTurn { .. } => panic!("not a numbered job: {job:?}"),
+    }
+}
+
+/// A queue of this test's own on the shared server.
+async fn fifo_queue(test: &str) -> (aws_sdk_sqs::Client, String) {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let moto = MotoServer::shared();
+    let name = format!(
+        "turns-{test}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let url = moto.create_fifo_queue(&name).await;
+    (moto.sqs_client().await, url)
+}
+
+/// Receives (ten at a time) and deletes until `expected` messages came or nothing more does,
+/// in the order SQS handed them out.
+async fn receive_all(client: &aws_sdk_sqs::Client, url: &str, expected: usize) -> Vec<Message> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut received = Vec::new();
+    let mut empty_receives = 0;
+    while Instant::now() < deadline && (received.len() < expected || empty_receives == 0) {
+        let output = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(if received.len() < expected { 1 } else { 0 })
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive_message");
+        let messages = output.messages.unwrap_or_default();
+        if messages.is_empty() {
+            empty_receives += 1;
+            continue;
+        }
+        for message in messages {
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle().expect("a receipt handle"))
+                .send()
+                .await
+                .expect("delete_message");
+            received.push(message);
+        }
+    }
+    received
+}
+
+fn body(message: &Message) -> TurnJob {
+    serde_json::from_str(message.body().expect("a body")).expect("the body is a TurnJob")
+}
+
+fn attribute(message: &Message, name: MessageSystemAttributeName) -> &str {
+    message
+        .attributes()
+        .and_then(|attributes| attributes.get(&name))
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no {name:?} on {message:?}"))
+}
+
+#[tokio::test]
+async fn each_customer_is_a_fifo_group_in_enqueue_order() {
+    let (client, url) = fifo_queue("order").await;
+    let queue = SqsQueue::from_client(client.clone(), &url);
+    // Interleaved: A0 B1 C2 A3 B4 C5 …
+    let jobs: Vec<TurnJob> = (0..12)
+        .map(|n| start(CUSTOMERS[n % 3], n as u128))
+        .collect();
+    for job in &jobs {
+        queue
+            .enqueue(job, &format!("submission-{}", number(job)))
+            .await
+            .unwrap();
+    }
+
+    let messages = receive_all(&client, &url, jobs.len()).await;
+    assert_eq!(messages.len(), jobs.len());
+    let mut per_group: HashMap<String, Vec<u128>> = HashMap::new();
+    for message in &messages {
+        let job = body(message);
+        let group = attribute(message, MessageSystemAttributeName::MessageGroupId);
+        assert_eq!(
+            group,
+            job.customer_key().as_str(),
+            "the group is the customer key"
+        );
+        per_group
+            .entry(group.to_owned())
+            .or_default()
+            .push(number(&job));
+    }
+    for (i, raw) in CUSTOMERS.iter().enumerate() {
+        let expected: Vec<u128> = (0..12).filter(|n| n % 3 == i).map(|n| n as u128).collect();
+        assert_eq!(
+            per_group[customer(raw).as_str()],
+            expected,
+            "group of {raw}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_deduplication_id_is_dropped() {
+    let (client, url) = fifo_queue("dedup").await;
+    let queue = SqsQueue::from_client(client.clone(), &url);
+    let long_id = format!("form:{}", "x".repeat(200));
+    queue
+        .enqueue(&start(CUSTOMERS[0], 1), "wamid.HBgL1")
+        .await
+        .unwrap();
+    // The same id for another job, even another customer's: dropped, as SQS does.
+    queue
+        .enqueue(&start(CUSTOMERS[0], 2), "wamid.HBgL1")
+        .await
+        .unwrap();
+    queue
+        .enqueue(&start(CUSTOMERS[1], 3), "wamid.HBgL1")
+        .await
+        .unwrap();
+    // Ids SQS would refuse (too long, outside its alphabet) are hashed, and still deduplicate.
+    queue
+        .enqueue(&start(CUSTOMERS[0], 4), &long_id)
+        .await
+        .unwrap();
+    queue
+        .enqueue(&start(CUSTOMERS[0], 5), &long_id)
+        .await
+        .unwrap();
+    queue
+        .enqueue(&start(CUSTOMERS[1], 6), "id with spaces ñ")
+        .await
+        .unwrap();
+    queue
+        .enqueue(&start(CUSTOMERS[1], 7), "id with spaces ñ")
+        .await
+        .unwrap();
+
+    let messages = receive_all(&client, &url, 3).await;
+    let numbers: Vec<u128> = messages.iter().map(|m| number(&body(m))).collect();
+    let mut sorted = numbers.clone();
+    sorted.sort();
+    assert_eq!(sorted, [1, 4, 6], "received {numbers:?}");
+    for message in &messages {
+        let id = attribute(message, MessageSystemAttributeName::MessageDeduplicationId);
+        match number(&body(message)) {
+            1 => assert_eq!(id, "wamid.HBgL1"),
+            _ => assert!(
+                id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{id}"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_body_is_the_jobs_json() {
+    let (client, url) = fifo_queue("body").await;
+    let queue = SqsQueue::from_client(client.clone(), &url);
+    let jobs = [
+        start(CUSTOMERS[0], 0x1234),
+        TurnJob::TakeTurn {
+            customer_key: customer(CUSTOMERS[0]),
+        },
+        TurnJob::TakeTurn {
+            customer_key: customer(CUSTOMERS[2]),
+        },
+    ];
+    for (i, job) in jobs.iter().enumerate() {
+        queue.enqueue(job, &format!("job-{i}")).await.unwrap();
+    }
+
+    let messages = receive_all(&client, &url, jobs.len()).await;
+    let mut received: Vec<TurnJob> = messages.iter().map(body).collect();
+    received.sort_by_key(|job| format!("{job:?}"));
+    let mut expected = jobs.to_vec();
+    expected.sort_by_key(|job| format!("{job:?}"));
+    assert_eq!(received, expected);
+    let take_turn = messages
+        .iter()
+        .map(|m| m.body().unwrap())
+        .find(|b| b.contains("take_turn"))
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(take_turn).unwrap();
+    assert_eq!(value["job"], "take_turn", "{take_turn}");
+}
+
+#[tokio::test]
+async fn a_missing_queue_is_rejected_naming_it() {
+    let moto = MotoServer::shared();
+    let url = format!("{}/123456789012/no-such-queue.fifo", moto.endpoint_url());
+    let queue = SqsQueue::from_client(moto.sqs_client().await, &url);
+    let err = queue
+        .enqueue(&start(CUSTOMERS[0], 1), "1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::Rejected(_)), "{err:?}");
+    assert!(err.to_string().contains(&url), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_queue_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // free, and nobody listens once the listener is dropped
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::from_static("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .endpoint_url(&endpoint)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let url = format!("{endpoint}/123456789012/turns.fifo");
+    let queue = SqsQueue::from_client(aws_sdk_sqs::Client::from_conf(config), &url);
+    let err = queue
+        .enqueue(&start(CUSTOMERS[0], 1), "1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains(&url), "{err}");
+}
+
+/// Records the order it ran jobs in; slow enough that a wrong order would show.
+#[derive(Default)]
+struct Recorder {
+    runs: Mutex<Vec<TurnJob>>,
+    running: AtomicUsize,
+    most_running: AtomicUsize,
+    failed_once: Mutex<Vec<u128>>,
+}
+
+impl JobHandler for Recorder {
+    async fn handle(&self, job: TurnJob) -> JobDisposition {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let n = number(&job);
+        // Job 0 fails once: its customer's later jobs must wait for its retry.
+        if n == 0 && !self.failed_once.lock().unwrap().contains(&n) {
+            self.failed_once.lock().unwrap().push(n);
+            return JobDisposition::RetryLater("the agent is busy".to_owned());
+        }
+        self.runs.lock().unwrap().push(job);
+        JobDisposition::Done
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_queue_runs_each_customer_in_order_and_customers_in_parallel() {
+    let handler = Arc::new(Recorder::default());
+    let queue = InProcessQueue::new(
+        Arc::clone(&handler),
+        InProcessSettings {
+            retry_delay: Duration::from_millis(30),
+            ..InProcessSettings::default()
+        },
+    );
+    let jobs: Vec<TurnJob> = (0..12)
+        .map(|n| start(CUSTOMERS[n % 3], n as u128))
+        .collect();
+    for job in &jobs {
+        queue
+            .enqueue(job, &format!("submission-{}", number(job)))
+            .await
+            .unwrap();
+    }
+    // A webhook delivered twice: dropped.
+    queue.enqueue(&jobs[4], "submission-4").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), queue.idle())
+        .await
+        .expect("the queue became idle");
+
+    let runs = handler.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), jobs.len());
+    for (i, raw) in CUSTOMERS.iter().enumerate() {
+        let key = customer(raw);
+        let order: Vec<u128> = runs
+            .iter()
+            .filter(|job| job.customer_key() == &key)
+            .map(number)
+            .collect();
+        let expected: Vec<u128> = (0..12).filter(|n| n % 3 == i).map(|n| n as u128).collect();
+        assert_eq!(order, expected, "order of {raw}");
+    }
+    assert!(
+        handler.most_running.load(Ordering::SeqCst) > 1,
+        "customers never ran in parallel"
+    );
+    let stats = queue.stats();
+    assert_eq!(
+        (stats.enqueued, stats.duplicates, stats.receives, stats.done),
+        (12, 1, 13, 12)
+    );
+    assert!(queue.dead_letters().is_empty());
+}
