@@ -1,6 +1,7 @@
 # `make test` is the one command that proves it all: format, lints, the SQL's pgTAP tests and
 # every cargo test, on a local PostgreSQL + PostgREST-compatible stack it starts and stops.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 
 .PHONY: test deps lint test-sql test-rust stack
@@ -19,7 +20,8 @@ test-sql:
 	target/debug/local-stack scripts/pgtap.sh
 
 test-rust:
-	cargo test --workspace
+	cargo test --workspace 2>&1 | tee target/cargo-test.log
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "cargo: %d passed, %d failed\n", passed, failed }' target/cargo-test.log
 
 # A stack to try things by hand: prints its environment, Ctrl-C stops and deletes it.
 stack:

@@ -11,4 +11,5 @@ pub mod queue;
 pub mod retell;
 pub mod retry;
 pub mod store;
+pub mod telemetry;
 pub mod whatsapp;

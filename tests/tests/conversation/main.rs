@@ -1,6 +1,7 @@
 //! The conversation engine end to end: the store on the local stack, the real Retell and Graph
 //! clients against their stand-ins.
 
+mod burst;
 mod faults;
 mod people_and_windows;
 mod redelivery;

@@ -339,3 +339,144 @@ async fn the_in_process_queue_runs_each_customer_in_order_and_customers_in_paral
     );
     assert!(queue.dead_letters().is_empty());
 }
+
+/// Handles jobs like the engine would, asking once to retry the first job of one customer.
+#[derive(Default)]
+struct FlakyOnce {
+    retried: Mutex<bool>,
+    handled: Mutex<Vec<TurnJob>>,
+}
+
+impl JobHandler for FlakyOnce {
+    async fn handle(&self, job: TurnJob) -> JobDisposition {
+        let mut retried = self.retried.lock().unwrap();
+        if !*retried && job.customer_key() == &customer(CUSTOMERS[0]) {
+            *retried = true;
+            return JobDisposition::RetryLater("the customer is busy".into());
+        }
+        self.handled.lock().unwrap().push(job);
+        JobDisposition::Done
+    }
+}
+
+/// The worker's Lambda event for messages as SQS hands them out.
+fn lambda_event(messages: &[Message]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: HashMap<String, String> = m
+                .attributes()
+                .into_iter()
+                .flatten()
+                .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
+                .collect();
+            serde_json::json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                "attributes": attributes, "messageAttributes": {}, "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+/// The conversation worker's batch handling, fed from moto as Lambda's event source mapping
+/// would: a record to retry holds back the later records of its customer in the same batch,
+/// every returned record comes back, and in the end each job ran once. (The order of records
+/// that come back after a retry is SQS's guarantee; moto does not keep it, so it is not checked.)
+#[tokio::test]
+async fn the_worker_consumes_batches_and_returns_failures_to_the_queue() {
+    let (client, url) = fifo_queue("worker").await;
+    // A short visibility timeout stands in for Lambda's: a returned record is visible again soon.
+    client
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .send()
+        .await
+        .unwrap();
+    let queue = SqsQueue::from_client(client.clone(), &url);
+    let jobs: Vec<TurnJob> = (0..6).map(|n| start(CUSTOMERS[n % 2], n as u128)).collect();
+    for job in &jobs {
+        queue
+            .enqueue(job, &format!("submission-{}", number(job)))
+            .await
+            .unwrap();
+    }
+    queue.enqueue(&jobs[0], "submission-0").await.unwrap(); // a repeat: dropped by SQS
+
+    let worker = FlakyOnce::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first_batch_returned: Option<Vec<u128>> = None;
+    while worker.handled.lock().unwrap().len() < jobs.len() {
+        assert!(
+            Instant::now() < deadline,
+            "handled only {:?}",
+            worker.handled.lock().unwrap()
+        );
+        let received = client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if received.is_empty() {
+            continue;
+        }
+        let response = conversation_worker::handle_batch(&worker, lambda_event(&received)).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        first_batch_returned.get_or_insert_with(|| {
+            received
+                .iter()
+                .filter(|m| failed.contains(&m.message_id().unwrap()))
+                .map(|m| number(&body(m)))
+                .collect()
+        });
+        for message in received
+            .iter()
+            .filter(|m| !failed.contains(&m.message_id().unwrap()))
+        {
+            client
+                .delete_message()
+                .queue_url(&url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    let returned = first_batch_returned.unwrap();
+    assert_eq!(
+        returned.first(),
+        Some(&0),
+        "the job that asked to retry was returned"
+    );
+    let held_back: Vec<u128> = jobs
+        .iter()
+        .filter(|j| j.customer_key() == &customer(CUSTOMERS[0]))
+        .map(number)
+        .collect();
+    assert!(
+        held_back.iter().all(|n| returned.contains(n)),
+        "its customer's later jobs were returned unrun: {returned:?}"
+    );
+    let mut handled: Vec<u128> = worker.handled.lock().unwrap().iter().map(number).collect();
+    handled.sort_unstable();
+    assert_eq!(
+        handled,
+        [0, 1, 2, 3, 4, 5],
+        "each job ran once, the repeat was dropped"
+    );
+}
