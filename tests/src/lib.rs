@@ -4,6 +4,7 @@
 
 pub mod graph_standin;
 pub mod moto;
+mod process;
 pub mod retell_standin;
 pub mod schema;
 pub mod stack;

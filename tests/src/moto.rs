@@ -4,9 +4,7 @@
 //! A janitor process stops the server when its [`MotoServer`] is dropped or this process exits,
 //! for whatever reason (a failed test included), as the local stack's does.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -14,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::process::{Janitor, answers_http, free_port, shell_quote, which};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// moto takes any credentials; the SDK wants some to sign with.
@@ -25,7 +25,7 @@ pub struct MotoServer {
     port: u16,
     dir: PathBuf,
     server: Child,
-    janitor: Child,
+    janitor: Option<Janitor>,
 }
 
 impl MotoServer {
@@ -47,7 +47,13 @@ impl MotoServer {
         let dir = std::env::temp_dir().join(format!("bridge-moto-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // The janitor first: from here on it owns the cleanup, whatever happens next.
-        let janitor = janitor(&dir)?;
+        let quoted = shell_quote(&dir.display().to_string());
+        let janitor = Janitor::spawn(
+            &format!(
+                "[ -f {quoted}/moto.pid ] && kill $(cat {quoted}/moto.pid) 2>/dev/null; rm -rf {quoted}"
+            ),
+            "moto_server",
+        )?;
         let log = std::fs::File::create(dir.join("moto.log"))?;
         let server = Command::new(&program)
             .args(["-p", &port.to_string(), "-H", "127.0.0.1"])
@@ -56,18 +62,12 @@ impl MotoServer {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", program.display()));
-        let server = match server {
-            Ok(server) => server,
-            Err(e) => {
-                stop_janitor(janitor);
-                return Err(e);
-            }
-        };
+        let server = server?; // on error the janitor, dropped, removes the directory
         let mut moto = MotoServer {
             port,
             dir,
             server,
-            janitor,
+            janitor: Some(janitor),
         };
         // The janitor stops it by this pid.
         std::fs::write(moto.dir.join("moto.pid"), moto.server.id().to_string())?;
@@ -136,7 +136,7 @@ impl MotoServer {
         let address = format!("127.0.0.1:{}", self.port);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while Instant::now() < deadline {
-            if answers_http(&address) {
+            if answers_http(&address, "/") {
                 return Ok(());
             }
             if let Some(status) = self.server.try_wait()? {
@@ -160,8 +160,7 @@ impl MotoServer {
 
 impl Drop for MotoServer {
     fn drop(&mut self) {
-        drop(self.janitor.stdin.take()); // end of input: the janitor stops the server
-        let _ = self.janitor.wait();
+        drop(self.janitor.take()); // the janitor stops the server
         // Reap it; should it have ignored the janitor, stop it for good.
         let deadline = Instant::now() + Duration::from_secs(5);
         while matches!(self.server.try_wait(), Ok(None)) {
@@ -174,31 +173,6 @@ impl Drop for MotoServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A shell that waits for its standard input to close (its parent dropped the server or exited)
-/// and then stops the server and deletes its directory.
-fn janitor(dir: &Path) -> Result<Child> {
-    let dir = shell_quote(&dir.display().to_string());
-    let script = format!(
-        "cat >/dev/null; [ -f {dir}/moto.pid ] && kill $(cat {dir}/moto.pid) 2>/dev/null; rm -rf {dir}"
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting moto's janitor")
-}
-
-fn stop_janitor(mut janitor: Child) {
-    drop(janitor.stdin.take());
-    let _ = janitor.wait();
-}
-
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// `MOTO_SERVER_BIN`, else `moto_server` on the PATH, else in Python's scripts directories
@@ -239,26 +213,4 @@ fn python_script_dirs() -> Vec<PathBuf> {
         dirs.push(PathBuf::from(home).join(".local/bin"));
     }
     dirs
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| p.exists())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn answers_http(address: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(address) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    let mut response = [0u8; 12];
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_exact(&mut response).is_ok()
-        && response.starts_with(b"HTTP/1.")
 }

@@ -9,10 +9,8 @@
 //! Everything a stack starts is stopped and deleted by a janitor process that waits for its
 //! parent to drop the stack or to exit, for whatever reason (a failed test included).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -22,6 +20,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use shared::config::StoreConfig;
 use shared::store::PostgrestStore;
+
+use crate::process::{Janitor, answers_http, free_port, which};
 
 const POSTGRES_USER: &str = "postgres";
 /// Any 32+ character secret: the stack signs its own keys with it.
@@ -47,7 +47,7 @@ struct OwnedProcesses {
     dir: PathBuf,
     pg_bin: PathBuf,
     as_postgres_user: bool,
-    janitor: Child,
+    _janitor: Janitor,
 }
 
 impl LocalStack {
@@ -84,6 +84,7 @@ impl LocalStack {
         let pg_bin = postgres_bin_dir()?;
         let postrust = postrust_binary()?;
         let as_postgres_user = running_as_root()?;
+        clean_up_abandoned_stacks(&pg_bin, as_postgres_user);
         let dir = std::env::temp_dir().join(format!(
             "bridge-stack-{}-{}",
             std::process::id(),
@@ -123,7 +124,7 @@ impl LocalStack {
 
         // From here on the janitor owns the cleanup, whatever happens next.
         let owned = OwnedProcesses {
-            janitor: janitor(&dir, &pg_bin, as_postgres_user)?,
+            _janitor: janitor(&dir, &pg_bin, as_postgres_user)?,
             dir,
             pg_bin,
             as_postgres_user,
@@ -213,15 +214,6 @@ impl LocalStack {
     }
 }
 
-impl Drop for LocalStack {
-    fn drop(&mut self) {
-        if let Some(mut owned) = self.owned.take() {
-            drop(owned.janitor.stdin.take()); // end of input: the janitor cleans up
-            let _ = owned.janitor.wait();
-        }
-    }
-}
-
 /// A JWT (HS256) carrying a Supabase role, as Supabase's legacy API keys are.
 pub fn sign_jwt(role: &str, secret: &str) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
@@ -235,27 +227,55 @@ pub fn sign_jwt(role: &str, secret: &str) -> String {
     format!("{header}.{claims}.{signature}")
 }
 
-/// A shell that waits for its standard input to close (its parent dropped the stack or exited)
-/// and then stops the API server and the database and deletes the stack's directory.
-fn janitor(dir: &Path, pg_bin: &Path, as_postgres_user: bool) -> Result<Child> {
+/// Stops the stacks of test processes that are gone and whose janitor went with them (a whole
+/// process group killed, as by a timeout), and deletes their directories.
+fn clean_up_abandoned_stacks(pg_bin: &Path, as_postgres_user: bool) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for dir in entries.flatten().map(|entry| entry.path()) {
+        let Some(owner) = dir.file_name().and_then(|name| {
+            name.to_str()?
+                .strip_prefix("bridge-stack-")?
+                .split('-')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        }) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        if let Ok(pid) = std::fs::read_to_string(dir.join("postrust.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).stderr(Stdio::null()).status();
+        }
+        let _ = pg_command(pg_bin, "pg_ctl", as_postgres_user)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Stops the API server and the database and deletes the stack's directory when the stack is
+/// dropped or this process exits (a janitor waits for that).
+fn janitor(dir: &Path, pg_bin: &Path, as_postgres_user: bool) -> Result<Janitor> {
     let run_as = if as_postgres_user {
         format!("runuser -u {POSTGRES_USER} -- ")
     } else {
         String::new()
     };
     let script = format!(
-        "cat >/dev/null; [ -f {dir}/postrust.pid ] && kill $(cat {dir}/postrust.pid) 2>/dev/null; {run_as}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+        "[ -f {dir}/postrust.pid ] && kill $(cat {dir}/postrust.pid) 2>/dev/null; {run_as}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
         pg_ctl = pg_bin.join("pg_ctl").display(),
         data = dir.join("data").display(),
         dir = dir.display(),
     );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the stack's janitor")
+    Janitor::spawn(&script, "the local stack")
 }
 
 fn pg_command(pg_bin: &Path, tool: &str, as_postgres_user: bool) -> Command {
@@ -352,12 +372,6 @@ fn postrust_binary() -> Result<PathBuf> {
         .context("the PostgREST-compatible server `postrust` was not found: run scripts/install-test-deps.sh")
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| p.exists())
-}
-
 fn running_as_root() -> Result<bool> {
     let output = Command::new("id")
         .arg("-u")
@@ -366,25 +380,12 @@ fn running_as_root() -> Result<bool> {
     Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Waits until the server answers HTTP, showing its log if it never does.
 fn wait_for_http(address: &str, log: &Path) -> Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     while Instant::now() < deadline {
-        if let Ok(mut stream) = TcpStream::connect(address) {
-            stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-            let request =
-                format!("GET /api/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-            let mut response = [0u8; 12];
-            if stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_exact(&mut response).is_ok()
-                && response.starts_with(b"HTTP/1.")
-            {
-                return Ok(());
-            }
+        if answers_http(address, "/api/") {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(25));
     }
