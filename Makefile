@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 
-.PHONY: test deps lint test-sql test-rust stack
+.PHONY: test deps lint test-sql test-rust stack dev chat form
 
 test: deps lint test-sql test-rust
 
@@ -26,3 +26,23 @@ test-rust:
 # A stack to try things by hand: prints its environment, Ctrl-C stops and deletes it.
 stack:
 	cargo run --quiet -p bridge-tests --bin local-stack
+
+DEV_PORT ?= 3000
+export DEV_PORT
+
+# The whole bridge on this machine (see README, "Quick start"). Reads .env if present.
+dev:
+	@scripts/install-test-deps.sh
+	cargo run --quiet -p bridge-tests --bin dev
+
+# Be a customer on WhatsApp: make chat PHONE=5215512345678
+chat:
+	@cargo run --quiet -p bridge-tests --bin chat -- "$(PHONE)"
+
+# Submit the web form: make form NAME=Ana PHONE=5512345678
+form:
+	@secret=$$(grep -s '^FORM_SHARED_SECRET=.' .env | cut -d= -f2-); \
+	curl -sS -X POST "http://127.0.0.1:$(DEV_PORT)/form" \
+	  -H "Authorization: Bearer $${FORM_SHARED_SECRET:-$${secret:-dev-form-secret}}" \
+	  -H 'Content-Type: application/json' \
+	  --data "$$(printf '{"name": "%s", "phone": "%s", "consent": true}' "$(NAME)" "$(PHONE)")"; echo

@@ -207,15 +207,22 @@ impl WhatsAppConfig {
     }
 }
 
-/// The web form's authentication and phone parsing.
+/// The web form's authentication, phone parsing, CORS and body limit.
 #[derive(Debug, Clone)]
 pub struct FormConfig {
     pub shared_secret: SecretString,
     /// The country of numbers entered without `+`.
     pub default_country: CountryId,
+    /// Origins a browser may post the form from (`FORM_ALLOWED_ORIGINS`, comma-separated), each
+    /// as a browser sends it (`https://example.com`), or `*` for any. Empty: no CORS.
+    pub allowed_origins: Vec<String>,
+    /// The largest body accepted (`FORM_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
 }
 
 impl FormConfig {
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let country = env.required("FORM_DEFAULT_COUNTRY")?;
         let default_country =
@@ -226,11 +233,51 @@ impl FormConfig {
                     name: "FORM_DEFAULT_COUNTRY",
                     reason: format!("{country:?} is not a two-letter country code like MX"),
                 })?;
+        let max_body_bytes = env
+            .parsed::<usize>("FORM_MAX_BODY_BYTES")?
+            .unwrap_or(Self::DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(ConfigError::Malformed {
+                name: "FORM_MAX_BODY_BYTES",
+                reason: "a form needs a body: give a limit above 0".to_owned(),
+            });
+        }
         Ok(Self {
             shared_secret: env.secret("FORM_SHARED_SECRET")?,
             default_country,
+            allowed_origins: allowed_origins(env.optional("FORM_ALLOWED_ORIGINS").unwrap_or(""))?,
+            max_body_bytes,
         })
     }
+}
+
+/// `https://example.com, http://localhost:8080` → each origin as a browser's `Origin` header
+/// spells it (scheme, host and a non-default port, no path); `*` stays `*`.
+fn allowed_origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    let malformed = |reason: String| ConfigError::Malformed {
+        name: "FORM_ALLOWED_ORIGINS",
+        reason,
+    };
+    let mut origins = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry == "*" {
+            origins.push(entry.to_owned());
+            continue;
+        }
+        let url = Url::parse(entry).map_err(|e| malformed(format!("{entry:?}: {e}")))?;
+        let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+        if !matches!(url.scheme(), "http" | "https")
+            || !bare
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(malformed(format!(
+                "{entry:?} is not an origin like https://example.com (scheme, host and port only)"
+            )));
+        }
+        origins.push(url.origin().ascii_serialization());
+    }
+    Ok(origins)
 }
 
 /// The FIFO queue of turns.
@@ -418,6 +465,57 @@ mod tests {
         assert_eq!(config.default_country, CountryId::MX);
         assert!(!format!("{config:?}").contains("hunter2"));
         assert_eq!(config.shared_secret.expose_secret(), "hunter2-very-secret");
+        assert!(config.allowed_origins.is_empty(), "no CORS by default");
+        assert_eq!(config.max_body_bytes, 65536);
+    }
+
+    #[test]
+    fn form_origins_and_body_limit_are_read_and_checked() {
+        let env = store_env(&[
+            ("FORM_SHARED_SECRET", "s"),
+            ("FORM_DEFAULT_COUNTRY", "MX"),
+            (
+                "FORM_ALLOWED_ORIGINS",
+                " https://Example.com/ , http://localhost:8080,,https://www.example.com:443",
+            ),
+            ("FORM_MAX_BODY_BYTES", "1024"),
+        ]);
+        let config = FormConfig::from_env(&env).unwrap();
+        assert_eq!(
+            config.allowed_origins,
+            [
+                "https://example.com",
+                "http://localhost:8080",
+                "https://www.example.com"
+            ]
+        );
+        assert_eq!(config.max_body_bytes, 1024);
+
+        let env = store_env(&[
+            ("FORM_SHARED_SECRET", "s"),
+            ("FORM_DEFAULT_COUNTRY", "MX"),
+            ("FORM_ALLOWED_ORIGINS", "*"),
+        ]);
+        assert_eq!(FormConfig::from_env(&env).unwrap().allowed_origins, ["*"]);
+
+        for (name, value) in [
+            ("FORM_ALLOWED_ORIGINS", "example.com"),
+            ("FORM_ALLOWED_ORIGINS", "https://example.com/form"),
+            ("FORM_ALLOWED_ORIGINS", "ftp://example.com"),
+            ("FORM_MAX_BODY_BYTES", "0"),
+            ("FORM_MAX_BODY_BYTES", "64k"),
+        ] {
+            let env = store_env(&[
+                ("FORM_SHARED_SECRET", "s"),
+                ("FORM_DEFAULT_COUNTRY", "MX"),
+                (name, value),
+            ]);
+            let err = FormConfig::from_env(&env).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!("{name} is malformed")),
+                "{value}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod ingress;
 pub mod messenger;
 pub mod queue;
 pub mod retell;

@@ -175,17 +175,33 @@ comment on column public.form_submissions.failure_reason is 'Why the outreach fa
 comment on column public.form_submissions.created_at is 'When it was received.';
 comment on column public.form_submissions.updated_at is 'When this row last changed.';
 
+create table public.unprocessed_webhook_events (
+  id          bigint generated always as identity primary key,
+  received_at timestamptz not null default now(),
+  reason      text not null check (length(reason) between 1 and 2000),
+  payload     jsonb not null
+);
+comment on table public.unprocessed_webhook_events is
+  'Signed webhook content the bridge could not use (unreadable, unknown sender, other fields): kept for inspection, answered 200 so Meta does not retry for days.';
+comment on column public.unprocessed_webhook_events.id is 'Row number, in order of arrival.';
+comment on column public.unprocessed_webhook_events.received_at is 'When it arrived.';
+comment on column public.unprocessed_webhook_events.reason is 'Why it was not used.';
+comment on column public.unprocessed_webhook_events.payload is 'The part of the payload concerned, as Meta sent it.';
+
 -- Backend-only: RLS on with no policy, and none of Supabase's default grants to the API roles.
 alter table public.chat_sessions enable row level security;
 alter table public.chat_history enable row level security;
 alter table public.whatsapp_messages enable row level security;
 alter table public.form_submissions enable row level security;
-revoke all on table public.chat_sessions, public.chat_history, public.whatsapp_messages, public.form_submissions
+alter table public.unprocessed_webhook_events enable row level security;
+revoke all on table public.chat_sessions, public.chat_history, public.whatsapp_messages, public.form_submissions,
+  public.unprocessed_webhook_events from public, anon, authenticated;
+grant select, insert, update, delete on table public.chat_sessions, public.chat_history, public.whatsapp_messages,
+  public.form_submissions, public.unprocessed_webhook_events to service_role;
+revoke all on sequence public.whatsapp_messages_id_seq, public.unprocessed_webhook_events_id_seq
   from public, anon, authenticated;
-grant select, insert, update, delete on table
-  public.chat_sessions, public.chat_history, public.whatsapp_messages, public.form_submissions to service_role;
-revoke all on sequence public.whatsapp_messages_id_seq from public, anon, authenticated;
-grant usage, select on sequence public.whatsapp_messages_id_seq to service_role;
+grant usage, select on sequence public.whatsapp_messages_id_seq, public.unprocessed_webhook_events_id_seq
+  to service_role;
 
 -- The dashboard's view of each conversation. security_invoker makes it obey the tables' RLS.
 create view public.chat_session_overview with (security_invoker = true) as

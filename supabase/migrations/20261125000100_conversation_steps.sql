@@ -575,6 +575,45 @@ begin
 end;
 $$;
 
+-- record_webhook: everything one webhook delivery carries, in one transaction: inbound messages
+-- (once per wamid), delivery statuses, and what could not be used (kept for inspection).
+-- Returns {messages: [{wamid, customer_key, is_new, waiting}], statuses: [...]}. `waiting` says a
+-- message still waits for a turn, so a delivery repeated after a failed enqueue queues it again.
+create function public.record_webhook(
+  p_messages jsonb default '[]'::jsonb,
+  p_statuses jsonb default '[]'::jsonb,
+  p_unprocessed jsonb default '[]'::jsonb
+)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_messages jsonb := '[]'::jsonb;
+  v_statuses jsonb := '[]'::jsonb;
+begin
+  if jsonb_typeof(p_unprocessed) is distinct from 'array' then
+    raise exception 'p_unprocessed must be a JSON array' using errcode = '22023';
+  end if;
+  if jsonb_array_length(coalesce(p_messages, '[]'::jsonb)) > 0 then
+    v_messages := public.record_inbound_messages(p_messages);
+    -- A statement of its own, so that its snapshot sees the rows just recorded.
+    select coalesce(jsonb_agg(m.recorded || jsonb_build_object('waiting', exists (
+             select 1 from public.whatsapp_messages w where w.wamid = m.recorded->>'wamid' and w.state = 'pending'))
+           order by m.ord), '[]'::jsonb)
+    into v_messages
+    from jsonb_array_elements(v_messages) with ordinality as m(recorded, ord);
+  end if;
+  if jsonb_array_length(coalesce(p_statuses, '[]'::jsonb)) > 0 then
+    v_statuses := public.record_delivery_statuses(p_statuses);
+  end if;
+  insert into public.unprocessed_webhook_events (reason, payload)
+  select coalesce(e->>'reason', 'unknown'), coalesce(e->'payload', 'null'::jsonb)
+  from jsonb_array_elements(p_unprocessed) as e;
+  return jsonb_build_object('messages', v_messages, 'statuses', v_statuses);
+end;
+$$;
+
 -- Backend-only: the API roles may not call any of these; service_role may.
 revoke execute on function
   public.record_inbound_messages(jsonb),
@@ -588,7 +627,8 @@ revoke execute on function
   public.record_sent_reply(uuid, jsonb),
   public.set_opt_out(text, boolean),
   public.complete_form_submission(uuid, text, jsonb),
-  public.fail_form_submission(uuid, text)
+  public.fail_form_submission(uuid, text),
+  public.record_webhook(jsonb, jsonb, jsonb)
   from public, anon, authenticated;
 grant execute on function
   public.record_inbound_messages(jsonb),
@@ -602,7 +642,8 @@ grant execute on function
   public.record_sent_reply(uuid, jsonb),
   public.set_opt_out(text, boolean),
   public.complete_form_submission(uuid, text, jsonb),
-  public.fail_form_submission(uuid, text)
+  public.fail_form_submission(uuid, text),
+  public.record_webhook(jsonb, jsonb, jsonb)
   to service_role;
 
 comment on function public.record_inbound_messages(jsonb) is 'Store inbound WhatsApp messages once per wamid; says which are new.';
@@ -616,6 +657,7 @@ comment on function public.save_turn_replies(uuid, text, jsonb) is 'Keep the age
 comment on function public.record_sent_reply(uuid, jsonb) is 'Record one reply of a turn as sent.';
 comment on function public.set_opt_out(text, boolean) is 'Opt a customer out of (or back into) the agent''s messages.';
 comment on function public.complete_form_submission(uuid, text, jsonb) is 'Mark a form''s outreach done: its chat and the template sent.';
+comment on function public.record_webhook(jsonb, jsonb, jsonb) is 'Record one webhook delivery: messages, statuses, and what could not be used.';
 comment on function public.fail_form_submission(uuid, text) is 'Mark a form''s outreach failed, with the reason.';
 
 notify pgrst, 'reload schema';

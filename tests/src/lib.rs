@@ -2,6 +2,7 @@
 //! stack (PostgreSQL + a PostgREST-compatible server) and the stand-ins for the services we
 //! cannot reach from here. Never linked into a Lambda binary.
 
+pub mod dev;
 pub mod graph_standin;
 pub mod moto;
 mod process;

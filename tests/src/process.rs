@@ -16,7 +16,12 @@ pub struct Janitor(Child);
 impl Janitor {
     pub fn spawn(cleanup: &str, what: &str) -> Result<Janitor> {
         Command::new("sh")
-            .args(["-c", &format!("cat >/dev/null; {cleanup}")])
+            // Signals to the whole process group (Ctrl-C, a timeout) must not stop the janitor
+            // before it has cleaned up; it ignores them and cleans up when its input closes.
+            .args([
+                "-c",
+                &format!("trap '' INT TERM HUP; cat >/dev/null; {cleanup}"),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

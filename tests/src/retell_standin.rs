@@ -119,6 +119,7 @@ struct RetellState {
     begin_message: String,
     scripted_replies: VecDeque<Vec<String>>,
     end_after_silence: Option<Duration>,
+    label_replies: bool,
 }
 
 type Shared = Arc<Mutex<RetellState>>;
@@ -181,6 +182,11 @@ impl RetellStandIn {
     /// Like the agent's `end_chat_after_silence_ms`: a chat idle this long is ended.
     pub fn end_chats_after_silence(&self, silence: Duration) {
         lock(&self.state).end_after_silence = Some(silence);
+    }
+
+    /// Default replies name their chat and turn, so continuity shows at a glance (the sandbox).
+    pub fn label_replies(&self) {
+        lock(&self.state).label_replies = true;
     }
 
     /// Ends a chat as Retell would (idle timeout, end tool).
@@ -425,6 +431,7 @@ async fn create_chat_completion(
         expire_silent_chats(&mut state);
         let scripted = state.scripted_replies.pop_front();
         let begin_message = state.begin_message.clone();
+        let label_replies = state.label_replies;
         let Some(chat) = state.chats.get_mut(&chat_id) else {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -439,7 +446,14 @@ async fn create_chat_completion(
             scripted.unwrap_or_else(|| vec![fill_in(&begin_message, &chat.dynamic_variables)])
         } else {
             chat.messages.push(message("user", &content));
-            scripted.unwrap_or_else(|| vec![format!("Recibido: {content}")])
+            let turn = chat.contents("user").len();
+            scripted.unwrap_or_else(|| match label_replies {
+                true => vec![format!(
+                    "[{} · turno {turn}] Recibido: {content}",
+                    chat.chat_id
+                )],
+                false => vec![format!("Recibido: {content}")],
+            })
         };
         let new_messages: Vec<Value> = replies
             .iter()

@@ -47,6 +47,7 @@ struct OwnedProcesses {
     dir: PathBuf,
     pg_bin: PathBuf,
     as_postgres_user: bool,
+    postgres_options: String,
     _janitor: Janitor,
 }
 
@@ -95,6 +96,8 @@ impl LocalStack {
             // PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
             run(Command::new("chown").arg(POSTGRES_USER).arg(&dir))?;
         }
+        // From here on the janitor owns the cleanup, whatever happens next.
+        let janitor = janitor(&dir, &pg_bin, as_postgres_user)?;
         let data = dir.join("data");
         let pg_port = free_port()?;
         let pg = |tool: &str| pg_command(&pg_bin, tool, as_postgres_user);
@@ -122,9 +125,9 @@ impl LocalStack {
             .arg(dir.join("postgres.log"))
             .arg("start"))?;
 
-        // From here on the janitor owns the cleanup, whatever happens next.
         let owned = OwnedProcesses {
-            _janitor: janitor(&dir, &pg_bin, as_postgres_user)?,
+            _janitor: janitor,
+            postgres_options: options,
             dir,
             pg_bin,
             as_postgres_user,
@@ -202,6 +205,19 @@ impl LocalStack {
         Ok(client)
     }
 
+    /// Starts this stack's database again after [`Self::stop_database`].
+    pub fn start_database(&self) -> Result<()> {
+        let Some(owned) = &self.owned else {
+            bail!("cannot start a database this process did not start")
+        };
+        run(pg_command(&owned.pg_bin, "pg_ctl", owned.as_postgres_user)
+            .arg("-D")
+            .arg(owned.dir.join("data"))
+            .args(["-w", "-o", &owned.postgres_options, "-l"])
+            .arg(owned.dir.join("postgres.log"))
+            .arg("start"))
+    }
+
     /// Stops this stack's database (a fast shutdown), leaving the API server up.
     pub fn stop_database(&self) -> Result<()> {
         let Some(owned) = &self.owned else {
@@ -248,7 +264,10 @@ fn clean_up_abandoned_stacks(pg_bin: &Path, as_postgres_user: bool) {
             continue;
         }
         if let Ok(pid) = std::fs::read_to_string(dir.join("postrust.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .arg(pid.trim())
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = pg_command(pg_bin, "pg_ctl", as_postgres_user)
             .arg("-D")

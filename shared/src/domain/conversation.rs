@@ -94,6 +94,23 @@ pub struct RecordedMessage {
     pub customer_key: CustomerKey,
     /// False for a repeated delivery of a message already recorded.
     pub is_new: bool,
+    /// Still waiting for a turn (new, or recorded by a delivery whose turn was never queued).
+    #[serde(default)]
+    pub waiting: bool,
+}
+
+/// Signed webhook content the bridge could not use, kept for inspection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnprocessedEvent {
+    pub reason: String,
+    pub payload: serde_json::Value,
+}
+
+/// What recording one webhook delivery did.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordedWebhook {
+    pub messages: Vec<RecordedMessage>,
+    pub statuses: Vec<DeliveryOutcome>,
 }
 
 /// A form submission that passed validation: the lead the agent will contact.

@@ -11,8 +11,9 @@ pub use postgrest::PostgrestStore;
 
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, Session,
+    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, RecordedWebhook, Session,
     StoredSubmission, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
+    UnprocessedEvent,
 };
 
 /// Every step is atomic and one round trip; every step may be retried after a timeout or an
@@ -23,6 +24,15 @@ pub trait SessionStore: Send + Sync {
         &self,
         messages: &[InboundMessage],
     ) -> impl Future<Output = Result<Vec<RecordedMessage>, StoreError>> + Send;
+
+    /// Records everything one webhook delivery carries, in one transaction: inbound messages
+    /// (once per wamid), delivery statuses, and what could not be used.
+    fn record_webhook(
+        &self,
+        messages: &[InboundMessage],
+        statuses: &[DeliveryUpdate],
+        unprocessed: &[UnprocessedEvent],
+    ) -> impl Future<Output = Result<RecordedWebhook, StoreError>> + Send;
 
     /// Records a form submission once per idempotency key. The same key for another customer is
     /// a [`StoreError::Conflict`].

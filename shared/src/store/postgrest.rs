@@ -15,8 +15,9 @@ use super::{PostgrestError, SessionStore, StoreError};
 use crate::config::StoreConfig;
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, Session,
+    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, RecordedWebhook, Session,
     StoredSubmission, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
+    UnprocessedEvent,
 };
 
 #[derive(Clone)]
@@ -162,6 +163,17 @@ impl SessionStore for PostgrestStore {
             &json!({ "p_messages": messages }),
         )
         .await
+    }
+
+    async fn record_webhook(
+        &self,
+        messages: &[InboundMessage],
+        statuses: &[DeliveryUpdate],
+        unprocessed: &[UnprocessedEvent],
+    ) -> Result<RecordedWebhook, StoreError> {
+        let args =
+            json!({ "p_messages": messages, "p_statuses": statuses, "p_unprocessed": unprocessed });
+        self.call("record_webhook", &args).await
     }
 
     async fn record_form_submission(

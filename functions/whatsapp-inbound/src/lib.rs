@@ -1,0 +1,43 @@
+//! The whatsapp-inbound entry point: API Gateway's request in, the webhook's answer out.
+
+use lambda_http::{Body, Request, Response};
+use shared::ingress::HttpAnswer;
+use shared::ingress::whatsapp::WhatsAppWebhook;
+use shared::queue::TurnQueue;
+use shared::store::SessionStore;
+
+pub async fn handle_request<S: SessionStore, Q: TurnQueue>(
+    webhook: &WhatsAppWebhook<S, Q>,
+    request: Request,
+) -> Response<Body> {
+    let answer = match request.method().as_str() {
+        "GET" => webhook.verify(request.uri().query().unwrap_or("")),
+        "POST" => {
+            let signature = request
+                .headers()
+                .get("x-hub-signature-256")
+                .and_then(|v| v.to_str().ok());
+            webhook.receive(signature, request.body().as_ref()).await
+        }
+        other => HttpAnswer::error(
+            405,
+            "method_not_allowed",
+            &format!("{other} is not GET or POST"),
+            None,
+        ),
+    };
+    into_response(answer)
+}
+
+/// The answer as API Gateway's response.
+pub fn into_response(answer: HttpAnswer) -> Response<Body> {
+    let mut response = Response::builder()
+        .status(answer.status)
+        .header("content-type", answer.content_type);
+    for (name, value) in answer.headers {
+        response = response.header(name, value);
+    }
+    response
+        .body(Body::Text(answer.body))
+        .expect("a status and headers we built")
+}

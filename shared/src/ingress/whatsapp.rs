@@ -1,0 +1,199 @@
+//! `GET /whatsapp` (Meta's verification handshake) and `POST /whatsapp` (Meta's webhook).
+//!
+//! The webhook answers within milliseconds and never calls Retell or the Graph API: it checks
+//! the signature, records what the delivery carries in one store call, queues a turn for each
+//! customer with messages waiting, and answers 200. Meta retries anything else for days, so a
+//! validly signed payload we cannot use is kept for inspection and still answered 200; only a
+//! store or queue outage answers 503, so that Meta delivers again. A delivery repeated after
+//! such a failure records nothing twice and queues what still waits.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::HttpAnswer;
+use crate::config::WhatsAppConfig;
+use crate::domain::{CustomerKey, DeliveryUpdate, InboundMessage, MessageId, UnprocessedEvent};
+use crate::queue::{TurnJob, TurnQueue};
+use crate::store::SessionStore;
+use crate::whatsapp::webhook::{
+    SubscriptionQuery, WebhookErrorCause, WebhookEvent, WebhookPayload, events, verify_signature,
+    verify_subscription,
+};
+
+/// Meta sends at most 3 MB; a little room above that.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+pub struct WhatsAppWebhook<S, Q> {
+    store: S,
+    queue: Q,
+    app_secret: SecretString,
+    verify_token: SecretString,
+}
+
+impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
+    pub fn new(store: S, queue: Q, config: &WhatsAppConfig) -> Self {
+        Self {
+            store,
+            queue,
+            app_secret: config.app_secret.clone(),
+            verify_token: config.verify_token.clone(),
+        }
+    }
+
+    /// Meta's handshake: `hub.mode=subscribe` and our verify token → the challenge, as text.
+    pub fn verify(&self, raw_query: &str) -> HttpAnswer {
+        let parameters: BTreeMap<String, String> =
+            url::form_urlencoded::parse(raw_query.as_bytes())
+                .into_owned()
+                .collect();
+        let query = SubscriptionQuery {
+            mode: parameters.get("hub.mode").map(String::as_str),
+            verify_token: parameters.get("hub.verify_token").map(String::as_str),
+            challenge: parameters.get("hub.challenge").map(String::as_str),
+        };
+        match verify_subscription(query, self.verify_token.expose_secret()) {
+            Ok(challenge) => HttpAnswer::text(200, challenge),
+            Err(error) => {
+                tracing::warn!(%error, "webhook verification refused");
+                HttpAnswer::error(403, "verification_failed", &error.to_string(), None)
+            }
+        }
+    }
+
+    /// Meta's POST, with the raw body and the `X-Hub-Signature-256` header.
+    #[tracing::instrument(name = "whatsapp_webhook", skip_all, fields(bytes = raw_body.len()))]
+    pub async fn receive(&self, signature: Option<&str>, raw_body: &[u8]) -> HttpAnswer {
+        if raw_body.len() > MAX_BODY_BYTES {
+            return HttpAnswer::error(
+                413,
+                "payload_too_large",
+                "Meta's webhooks are at most 3 MB",
+                None,
+            );
+        }
+        if let Err(error) = verify_signature(
+            self.app_secret.expose_secret().as_bytes(),
+            raw_body,
+            signature,
+        ) {
+            tracing::warn!(%error, "webhook refused");
+            return HttpAnswer::error(401, "invalid_signature", &error.to_string(), None);
+        }
+        let delivery = Delivery::read(raw_body);
+        if delivery.is_empty() {
+            return HttpAnswer::text(200, "EVENT_RECEIVED");
+        }
+        let recorded = match self
+            .store
+            .record_webhook(
+                &delivery.messages,
+                &delivery.statuses,
+                &delivery.unprocessed,
+            )
+            .await
+        {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                tracing::error!(%error, "could not record the webhook: Meta will deliver it again");
+                return HttpAnswer::error(
+                    503,
+                    "unavailable",
+                    "could not store the delivery; retry",
+                    None,
+                );
+            }
+        };
+        // One turn per customer with messages waiting; the first waiting wamid dedupes the job.
+        let mut waiting: BTreeMap<&CustomerKey, &MessageId> = BTreeMap::new();
+        for message in recorded.messages.iter().filter(|m| m.waiting) {
+            waiting
+                .entry(&message.customer_key)
+                .or_insert(&message.wamid);
+        }
+        for (customer, wamid) in waiting {
+            let job = TurnJob::TakeTurn {
+                customer_key: customer.clone(),
+            };
+            if let Err(error) = self.queue.enqueue(&job, wamid.as_str()).await {
+                tracing::error!(%error, customer = %customer.masked(), "could not queue a turn: Meta will deliver again");
+                return HttpAnswer::error(
+                    503,
+                    "unavailable",
+                    "could not queue the turn; retry",
+                    None,
+                );
+            }
+        }
+        tracing::info!(
+            messages = delivery.messages.len(),
+            new = recorded.messages.iter().filter(|m| m.is_new).count(),
+            statuses = delivery.statuses.len(),
+            unprocessed = delivery.unprocessed.len(),
+            "webhook recorded"
+        );
+        HttpAnswer::text(200, "EVENT_RECEIVED")
+    }
+}
+
+/// What one delivery carries, sorted for the store.
+#[derive(Debug, Default)]
+struct Delivery {
+    messages: Vec<InboundMessage>,
+    statuses: Vec<DeliveryUpdate>,
+    unprocessed: Vec<UnprocessedEvent>,
+}
+
+impl Delivery {
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.statuses.is_empty() && self.unprocessed.is_empty()
+    }
+
+    fn read(raw_body: &[u8]) -> Delivery {
+        let payload: WebhookPayload = match serde_json::from_slice(raw_body) {
+            Ok(payload) => payload,
+            Err(error) => {
+                let payload = serde_json::from_slice(raw_body).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(raw_body).into_owned())
+                });
+                let reason = format!("unreadable payload: {error}");
+                return Delivery {
+                    unprocessed: vec![UnprocessedEvent { reason, payload }],
+                    ..Delivery::default()
+                };
+            }
+        };
+        let mut delivery = Delivery::default();
+        for event in events(&payload) {
+            match event {
+                WebhookEvent::Message(message) => delivery.messages.push(message),
+                WebhookEvent::Status(status) => delivery.statuses.push(status.update),
+                WebhookEvent::Error(error) => {
+                    let reason = match &error.cause {
+                        WebhookErrorCause::Reported(meta) => format!(
+                            "Meta reported error {}: {}",
+                            meta.code.map_or_else(|| "?".into(), |c| c.to_string()),
+                            meta.message
+                                .as_deref()
+                                .or(meta.title.as_deref())
+                                .unwrap_or("")
+                        ),
+                        WebhookErrorCause::Unreadable(why) => why.clone(),
+                    };
+                    delivery.unprocessed.push(UnprocessedEvent {
+                        reason,
+                        payload: error.raw,
+                    });
+                }
+                WebhookEvent::Ignored { reason, raw } => {
+                    delivery.unprocessed.push(UnprocessedEvent {
+                        reason,
+                        payload: raw,
+                    });
+                }
+            }
+        }
+        delivery
+    }
+}

@@ -1,0 +1,121 @@
+//! `make chat PHONE=5215512345678`: be the customer. Each line you type is sent to the local
+//! `/whatsapp` as Meta would send it (a signed webhook), and what the bridge sends back (read
+//! from the sandbox's WhatsApp stand-in) is printed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use shared::domain::CustomerKey;
+use shared::messenger::Recipient;
+use test_support::dev::read_dotenv;
+use tokio::io::AsyncBufReadExt;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    if let Ok(text) = std::fs::read_to_string(".env") {
+        for (name, value) in read_dotenv(&text) {
+            env.entry(name).or_insert(value);
+        }
+    }
+    let Some(phone) = std::env::args().nth(1).filter(|p| !p.is_empty()) else {
+        bail!("usage: make chat PHONE=5215512345678 (the customer's WhatsApp number, digits)");
+    };
+    let wa_id: String = phone.chars().filter(char::is_ascii_digit).collect();
+    let customer =
+        CustomerKey::from_whatsapp_id(&wa_id).context("PHONE is not a WhatsApp number")?;
+    let Recipient::Phone(to) = Recipient::for_customer(&customer) else {
+        unreachable!("a phone number")
+    };
+    let port = env
+        .get("DEV_PORT")
+        .cloned()
+        .unwrap_or_else(|| "3000".into());
+    let secret = env
+        .get("WHATSAPP_APP_SECRET")
+        .cloned()
+        .unwrap_or_else(|| "standin-app-secret".into());
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+
+    let mut seen = outbox(&http, &base, &to)
+        .await
+        .context("is `make dev` running?")?
+        .len();
+    println!("You are {wa_id} on WhatsApp. Type a message and press Enter; Ctrl-D to quit.");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut sent = 0u32;
+    while let Some(line) = lines.next_line().await? {
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        sent += 1;
+        let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "0", "changes": [{
+            "field": "messages",
+            "value": { "messaging_product": "whatsapp",
+                       "metadata": { "display_phone_number": "15550000000", "phone_number_id": "0" },
+                       "contacts": [{ "profile": { "name": "Terminal" }, "wa_id": wa_id }],
+                       "messages": [{ "from": wa_id, "id": format!("wamid.CHAT.{}.{sent}", std::process::id()),
+                                      "timestamp": chrono::Utc::now().timestamp().to_string(),
+                                      "type": "text", "text": { "body": text } }] } }] }] })
+        .to_string();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())?;
+        mac.update(body.as_bytes());
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let answer = http
+            .post(format!("{base}/whatsapp"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+            .await?;
+        if !answer.status().is_success() {
+            println!(
+                "(the webhook answered {}: {})",
+                answer.status(),
+                answer.text().await.unwrap_or_default()
+            );
+            continue;
+        }
+        // Replies come once the turn ran: wait for them, then for the quiet after them.
+        let started = Instant::now();
+        let mut last_reply = None::<Instant>;
+        while started.elapsed() < Duration::from_secs(30)
+            && last_reply.is_none_or(|t| t.elapsed() < Duration::from_millis(1500))
+        {
+            let messages = outbox(&http, &base, &to).await?;
+            for message in &messages[seen.min(messages.len())..] {
+                let kind = message["type"].as_str().unwrap_or("");
+                let text = message["text"].as_str().unwrap_or("");
+                if kind == "template" {
+                    println!("bridge> [template {text}]");
+                } else {
+                    println!("bridge> {text}");
+                }
+                last_reply = Some(Instant::now());
+            }
+            seen = messages.len();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn outbox(http: &reqwest::Client, base: &str, to: &str) -> anyhow::Result<Vec<Value>> {
+    let answer = http
+        .get(format!("{base}/sandbox/outbox"))
+        .query(&[("to", to)])
+        .send()
+        .await?;
+    if !answer.status().is_success() {
+        bail!(
+            "the outbox answered {} (a sandbox needs no WHATSAPP_ACCESS_TOKEN)",
+            answer.status()
+        );
+    }
+    Ok(answer.json().await?)
+}

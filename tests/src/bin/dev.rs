@@ -1,0 +1,53 @@
+//! `make dev`: the whole bridge on this machine, on one port (`DEV_PORT`, default 3000).
+//! Reads `.env` if present; whatever is not configured runs locally (see `test_support::dev`).
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use test_support::dev::{DevBridge, read_dotenv};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    if let Ok(text) = std::fs::read_to_string(".env") {
+        for (name, value) in read_dotenv(&text) {
+            env.entry(name).or_insert(value);
+        }
+    }
+    let filter = env
+        .get("RUST_LOG")
+        .cloned()
+        .unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .compact()
+        .with_target(false)
+        .with_env_filter(filter)
+        .init();
+
+    let port: u16 = env
+        .get("DEV_PORT")
+        .map_or(Ok(3000), |p| p.parse())
+        .context("DEV_PORT is not a port")?;
+    let bridge = DevBridge::assemble(&env)?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("port {port} is taken: set DEV_PORT"))?;
+    println!("whatsapp-retell-bridge, local run");
+    for line in &bridge.summary {
+        println!("  {line}");
+    }
+    println!("  worker: in-process, one turn at a time per customer");
+    println!(
+        "  routes: GET|POST http://127.0.0.1:{port}/whatsapp, POST http://127.0.0.1:{port}/form"
+    );
+    println!("  try: make form NAME=Ana PHONE=5512345678, then make chat PHONE=5215512345678");
+    println!("  Ctrl-C stops everything.");
+    axum::serve(listener, bridge.router.clone())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    drop(bridge);
+    println!("stopped; the local stack and stand-ins are gone");
+    Ok(())
+}

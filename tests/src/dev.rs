@@ -1,0 +1,270 @@
+//! The whole bridge on one machine (`make dev`): both routes on one port, the worker in-process,
+//! the store on the local stack, and Retell and WhatsApp either real (their credentials are set)
+//! or stand-ins (the sandbox). The same assembly serves the end-to-end test.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use shared::config::{EngineConfig, Env, FormConfig, RetellConfig, StoreConfig, WhatsAppConfig};
+use shared::engine::{Engine, TemplateConfig};
+use shared::ingress::HttpAnswer;
+use shared::ingress::form::FormIntake;
+use shared::ingress::whatsapp::WhatsAppWebhook;
+use shared::queue::{InProcessQueue, InProcessSettings};
+use shared::retell::RetellClient;
+use shared::store::PostgrestStore;
+use shared::whatsapp::GraphClient;
+
+use crate::{GraphStandIn, LocalStack, RetellStandIn};
+
+/// The form secret of the sandbox, when `FORM_SHARED_SECRET` is not set.
+pub const SANDBOX_FORM_SECRET: &str = "dev-form-secret";
+
+type DevEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
+type DevQueue = InProcessQueue<DevEngine>;
+
+/// Everything `make dev` runs. Dropping it stops the stand-ins and the local stack.
+pub struct DevBridge {
+    pub router: Router,
+    pub queue: DevQueue,
+    /// Set when Retell is the stand-in.
+    pub retell: Option<Arc<RetellStandIn>>,
+    /// Set when WhatsApp is the stand-in.
+    pub graph: Option<Arc<GraphStandIn>>,
+    pub whatsapp: WhatsAppConfig,
+    pub form_secret: String,
+    /// What runs where, one line each, for the person who started it.
+    pub summary: Vec<String>,
+    _stack: Option<LocalStack>,
+}
+
+struct Routes {
+    webhook: WhatsAppWebhook<PostgrestStore, DevQueue>,
+    form: FormIntake<PostgrestStore, DevQueue>,
+    graph: Option<Arc<GraphStandIn>>,
+}
+
+impl DevBridge {
+    /// Builds the bridge from `env` (the process environment and `.env`): anything not set is
+    /// provided locally.
+    pub fn assemble(env: &HashMap<String, String>) -> Result<DevBridge> {
+        let mut env = env.clone();
+        let mut summary = Vec::new();
+        let has = |env: &HashMap<String, String>, name: &str| {
+            env.get(name).is_some_and(|v| !v.trim().is_empty())
+        };
+
+        let stack = if has(&env, "SUPABASE_REST_URL") || has(&env, "SUPABASE_URL") {
+            summary
+                .push("store: the Supabase/PostgREST at SUPABASE_URL / SUPABASE_REST_URL".into());
+            None
+        } else {
+            let stack = LocalStack::start().context("starting the local stack")?;
+            env.insert("SUPABASE_REST_URL".into(), stack.rest_url.clone());
+            env.insert(
+                "SUPABASE_SERVICE_ROLE_KEY".into(),
+                stack.service_role_key.clone(),
+            );
+            summary.push(format!(
+                "store: local PostgreSQL + PostgREST at {} ({})",
+                stack.rest_url, stack.database_url
+            ));
+            Some(stack)
+        };
+
+        let retell = if has(&env, "RETELL_API_KEY") {
+            summary.push("agent: Retell at RETELL_BASE_URL (real)".into());
+            None
+        } else {
+            let standin = RetellStandIn::start();
+            standin.label_replies();
+            let config = standin.config();
+            env.insert(
+                "RETELL_API_KEY".into(),
+                crate::retell_standin::API_KEY.into(),
+            );
+            env.insert("RETELL_AGENT_ID".into(), config.agent_id.clone());
+            env.insert("RETELL_BASE_URL".into(), config.base_url.clone());
+            summary.push(format!(
+                "agent: SANDBOX Retell stand-in at {} (replies name their chat and turn)",
+                config.base_url
+            ));
+            Some(Arc::new(standin))
+        };
+
+        let graph = if has(&env, "WHATSAPP_ACCESS_TOKEN") {
+            summary.push("WhatsApp: the Graph API at WHATSAPP_GRAPH_URL (real)".into());
+            None
+        } else {
+            let standin = GraphStandIn::start();
+            let config = standin.config();
+            for (name, value) in [
+                (
+                    "WHATSAPP_ACCESS_TOKEN",
+                    crate::graph_standin::ACCESS_TOKEN.to_owned(),
+                ),
+                ("WHATSAPP_PHONE_NUMBER_ID", config.phone_number_id.clone()),
+                ("WHATSAPP_GRAPH_URL", config.graph_url.clone()),
+                ("WHATSAPP_API_VERSION", config.api_version.clone()),
+                ("WHATSAPP_TEMPLATE_NAME", config.template_name.clone()),
+                (
+                    "WHATSAPP_TEMPLATE_LANGUAGE",
+                    config.template_language.clone(),
+                ),
+            ] {
+                env.insert(name.into(), value);
+            }
+            env.entry("WHATSAPP_APP_SECRET".into())
+                .or_insert_with(|| "standin-app-secret".into());
+            env.entry("WHATSAPP_VERIFY_TOKEN".into())
+                .or_insert_with(|| "standin-verify-token".into());
+            summary.push(format!(
+                "WhatsApp: SANDBOX Graph stand-in at {} (see what was sent: GET /sandbox/outbox)",
+                config.graph_url
+            ));
+            Some(Arc::new(standin))
+        };
+        let form_secret = env
+            .entry("FORM_SHARED_SECRET".into())
+            .or_insert_with(|| SANDBOX_FORM_SECRET.into())
+            .clone();
+        env.entry("FORM_DEFAULT_COUNTRY".into())
+            .or_insert_with(|| "MX".into());
+
+        let env = Env::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let http = shared::http::client();
+        let store_config = StoreConfig::from_env(&env)?;
+        let whatsapp = WhatsAppConfig::from_env(&env)?;
+        let engine = Engine::new(
+            PostgrestStore::new(&store_config, http.clone()),
+            RetellClient::new(&RetellConfig::from_env(&env)?, http.clone()),
+            GraphClient::new(&whatsapp, http.clone()),
+            EngineConfig::from_env(&env)?,
+            TemplateConfig {
+                name: whatsapp.template_name.clone(),
+                language: whatsapp.template_language.clone(),
+            },
+        );
+        let settings = InProcessSettings {
+            retry_delay: Duration::from_secs(2),
+            ..InProcessSettings::default()
+        };
+        let queue = InProcessQueue::new(Arc::new(engine), settings);
+        let routes = Arc::new(Routes {
+            webhook: WhatsAppWebhook::new(
+                PostgrestStore::new(&store_config, http.clone()),
+                queue.clone(),
+                &whatsapp,
+            ),
+            form: FormIntake::new(
+                PostgrestStore::new(&store_config, http),
+                queue.clone(),
+                FormConfig::from_env(&env)?,
+            ),
+            graph: graph.clone(),
+        });
+        let router = Router::new()
+            .route("/whatsapp", get(verify).post(receive))
+            .route("/form", post(form).options(form))
+            .route("/sandbox/outbox", get(outbox))
+            .with_state(routes);
+        Ok(DevBridge {
+            router,
+            queue,
+            retell,
+            graph,
+            whatsapp,
+            form_secret,
+            summary,
+            _stack: stack,
+        })
+    }
+}
+
+fn respond(answer: HttpAnswer) -> Response {
+    let mut response = (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", answer.content_type)],
+        answer.body,
+    )
+        .into_response();
+    for (name, value) in answer.headers {
+        if let Ok(value) = value.parse() {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+async fn verify(State(routes): State<Arc<Routes>>, RawQuery(query): RawQuery) -> Response {
+    respond(routes.webhook.verify(query.as_deref().unwrap_or("")))
+}
+
+async fn receive(State(routes): State<Arc<Routes>>, headers: HeaderMap, body: Bytes) -> Response {
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    respond(routes.webhook.receive(signature, &body).await)
+}
+
+async fn form(
+    State(routes): State<Arc<Routes>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    respond(routes.form.handle(method.as_str(), &headers, &body).await)
+}
+
+/// What the WhatsApp stand-in accepted, oldest first: `?to=+52…` for one customer, `&after=N`
+/// to skip the first N.
+async fn outbox(
+    State(routes): State<Arc<Routes>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(graph) = &routes.graph else {
+        return (
+            StatusCode::NOT_FOUND,
+            "the outbox exists only in the sandbox (no WHATSAPP_ACCESS_TOKEN)",
+        )
+            .into_response();
+    };
+    let after: usize = query.get("after").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let messages: Vec<serde_json::Value> = graph
+        .accepted()
+        .into_iter()
+        .filter(|m| query.get("to").is_none_or(|to| &m.to == to))
+        .skip(after)
+        .map(|m| serde_json::json!({ "wamid": m.wamid, "to": m.to, "type": m.message_type, "text": m.text }))
+        .collect();
+    axum::Json(messages).into_response()
+}
+
+/// `KEY=VALUE` lines of a `.env` file (comments and blank lines skipped, quotes removed).
+pub fn read_dotenv(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.trim_start_matches("export ").split_once('=')?;
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            Some((name.trim().to_owned(), value.to_owned()))
+        })
+        .collect()
+}

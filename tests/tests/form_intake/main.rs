@@ -1,0 +1,211 @@
+//! The web form end to end: `FormIntake` on the local stack, its jobs run by the in-process
+//! queue with the real engine, the real Retell and Graph clients against their stand-ins.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use shared::config::{EngineConfig, Env, FormConfig};
+use shared::domain::CountryId;
+use shared::engine::{Engine, TemplateConfig};
+use shared::ingress::HttpAnswer;
+use shared::ingress::form::FormIntake;
+use shared::queue::{InProcessQueue, InProcessSettings};
+use shared::retell::RetellClient;
+use shared::retry::RetryPolicy;
+use shared::store::PostgrestStore;
+use shared::whatsapp::GraphClient;
+use test_support::{GraphStandIn, LocalStack, RetellStandIn};
+
+type TestEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
+type TestQueue = InProcessQueue<TestEngine>;
+
+const SECRET: &str = "form-secret-for-the-local-stack";
+
+const FAST_RETRIES: RetryPolicy = RetryPolicy {
+    max_retries: 2,
+    base_delay: Duration::from_millis(1),
+    max_delay: Duration::from_millis(20),
+};
+
+/// The form, the queue behind it and the services the engine talks to, for one test.
+struct Bridge {
+    retell: RetellStandIn,
+    graph: GraphStandIn,
+    queue: TestQueue,
+    intake: FormIntake<PostgrestStore, TestQueue>,
+}
+
+impl Bridge {
+    fn new() -> Bridge {
+        let stack = LocalStack::shared();
+        let (retell, graph) = (RetellStandIn::start(), GraphStandIn::start());
+        let http = shared::http::client();
+        let whatsapp = graph.config();
+        let engine = Engine::new(
+            stack.store(),
+            RetellClient::new(&retell.config(), http.clone()).with_retry_policy(FAST_RETRIES),
+            GraphClient::new(&whatsapp, http)
+                .with_retry_policy(FAST_RETRIES, Duration::from_millis(1)),
+            EngineConfig::from_env(&Env::default()).unwrap(),
+            TemplateConfig {
+                name: whatsapp.template_name,
+                language: whatsapp.template_language,
+            },
+        );
+        let settings = InProcessSettings {
+            retry_delay: Duration::from_millis(20),
+            ..InProcessSettings::default()
+        };
+        let queue = InProcessQueue::new(Arc::new(engine), settings);
+        let config = FormConfig {
+            shared_secret: SECRET.to_owned().into(),
+            default_country: CountryId::MX,
+            allowed_origins: Vec::new(),
+            max_body_bytes: FormConfig::DEFAULT_MAX_BODY_BYTES,
+        };
+        Bridge {
+            intake: FormIntake::new(stack.store(), queue.clone(), config).with_clock(frozen_clock),
+            retell,
+            graph,
+            queue,
+        }
+    }
+
+    /// Posts the form as JSON with the bearer token and any extra headers.
+    async fn post(&self, form: &Value, extra: &[(&str, &str)]) -> HttpAnswer {
+        let bearer = format!("Bearer {SECRET}");
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Authorization", bearer.as_str()),
+        ];
+        headers.extend_from_slice(extra);
+        self.intake
+            .handle("POST", &headers, form.to_string().as_bytes())
+            .await
+    }
+
+    async fn idle(&self) {
+        tokio::time::timeout(Duration::from_secs(30), self.queue.idle())
+            .await
+            .expect("the queue became idle");
+    }
+}
+
+/// The time of the first submission of this process, for every submission: a form posted
+/// twice is then certainly in one deduplication period, however long the test takes.
+fn frozen_clock() -> SystemTime {
+    static FIRST: OnceLock<SystemTime> = OnceLock::new();
+    *FIRST.get_or_init(SystemTime::now)
+}
+
+/// A Guadalajara number (33 + 8 digits) no other test of this run uses, as a person types it.
+fn unique_phone() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let local = (std::process::id() % 100_000) * 100 + n % 100;
+    format!("33 {local:08}")
+}
+
+fn form(name: &str, phone: &str) -> Value {
+    json!({
+        "name": name,
+        "phone": phone,
+        "consent": true,
+        "producto": "seguro de auto",
+        "utm_campaign": "noviembre",
+    })
+}
+
+fn body(answer: &HttpAnswer) -> Value {
+    serde_json::from_str(&answer.body).unwrap()
+}
+
+#[tokio::test]
+async fn a_valid_form_sends_the_template_with_the_name_and_opens_one_chat() {
+    let bridge = Bridge::new();
+    let phone = unique_phone();
+    let answer = bridge.post(&form("Lupita Pérez", &phone), &[]).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    assert_eq!(body(&answer)["status"], "queued");
+    bridge.idle().await;
+
+    let sent = bridge.graph.accepted();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let template = &sent[0];
+    assert_eq!(template.message_type, "template");
+    assert_eq!(
+        template.to.trim_start_matches('+'),
+        format!("52{}", phone.replace(' ', ""))
+    );
+    let parameters = template.body["template"]["components"][0]["parameters"].to_string();
+    assert!(parameters.contains("Lupita Pérez"), "{}", template.body);
+
+    let chats = bridge.retell.chats();
+    assert_eq!(chats.len(), 1);
+    let variables = &chats[0].dynamic_variables;
+    assert_eq!(variables["customer_name"], "Lupita Pérez");
+    assert_eq!(variables["producto"], "seguro de auto");
+    assert_eq!(variables["utm_campaign"], "noviembre");
+    assert!(bridge.queue.dead_letters().is_empty());
+
+    // The same form again, now that the conversation started: the store says so.
+    let again = bridge.post(&form("Lupita Pérez", &phone), &[]).await;
+    assert_eq!(
+        body(&again),
+        json!({ "submission_id": body(&answer)["submission_id"], "status": "started" })
+    );
+    bridge.idle().await;
+    assert_eq!(bridge.graph.accepted().len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_form_posted_twice_starts_one_conversation() {
+    let bridge = Bridge::new();
+    let phone = unique_phone();
+    // A double click: the second post arrives while the first one's job may be running.
+    let first = bridge.post(&form("Beto", &phone), &[]).await;
+    let second = bridge.post(&form("Beto", &phone), &[]).await;
+    assert_eq!((first.status, second.status), (202, 202), "{}", second.body);
+    assert_eq!(
+        body(&first)["submission_id"],
+        body(&second)["submission_id"]
+    );
+    bridge.idle().await;
+
+    assert_eq!(bridge.retell.chats().len(), 1, "one Retell chat");
+    let sent = bridge.graph.accepted();
+    assert_eq!(sent.len(), 1, "one template: {sent:?}");
+    assert_eq!(sent[0].message_type, "template");
+    assert!(bridge.queue.dead_letters().is_empty());
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_phone_is_409() {
+    let bridge = Bridge::new();
+    let key = format!(
+        "lead-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let first = bridge
+        .post(
+            &form("Carla", &unique_phone()),
+            &[("Idempotency-Key", &key)],
+        )
+        .await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let reused = bridge
+        .post(&form("Dani", &unique_phone()), &[("Idempotency-Key", &key)])
+        .await;
+    assert_eq!(reused.status, 409, "{}", reused.body);
+    assert_eq!(body(&reused)["error"]["code"], "idempotency_key_reused");
+    assert_eq!(body(&reused)["error"]["field"], "Idempotency-Key");
+    bridge.idle().await;
+    assert_eq!(bridge.retell.chats().len(), 1, "only the first form's");
+    assert_eq!(bridge.graph.accepted().len(), 1);
+}

@@ -1,0 +1,334 @@
+//! The whatsapp-inbound Lambda handler, driven with API Gateway (HTTP API, payload 2.0) events,
+//! on the local stack, with a queue that records what it is given.
+
+use std::sync::Mutex;
+
+use hmac::{Hmac, Mac};
+use lambda_http::Body;
+use serde_json::{Value, json};
+use shared::domain::CustomerKey;
+use shared::ingress::whatsapp::WhatsAppWebhook;
+use shared::queue::{QueueError, TurnJob, TurnQueue};
+use shared::store::PostgrestStore;
+use test_support::{GraphStandIn, LocalStack};
+
+const POST_FIXTURE: &str =
+    include_str!("../../../functions/whatsapp-inbound/tests/fixtures/post-whatsapp.json");
+const GET_FIXTURE: &str =
+    include_str!("../../../functions/whatsapp-inbound/tests/fixtures/get-whatsapp-verify.json");
+const APP_SECRET: &str = "standin-app-secret";
+
+/// Takes jobs like SQS FIFO (a repeated deduplication id is dropped), or fails when told to.
+#[derive(Default)]
+struct RecordingQueue {
+    jobs: Mutex<Vec<(TurnJob, String)>>,
+    down: Mutex<bool>,
+}
+
+impl TurnQueue for &RecordingQueue {
+    async fn enqueue(&self, job: &TurnJob, deduplication_id: &str) -> Result<(), QueueError> {
+        if *self.down.lock().unwrap() {
+            return Err(QueueError::Unavailable("the queue is down (test)".into()));
+        }
+        let mut jobs = self.jobs.lock().unwrap();
+        if !jobs.iter().any(|(_, id)| id == deduplication_id) {
+            jobs.push((job.clone(), deduplication_id.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+fn sign(body: &str, secret: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// API Gateway's event for Meta's POST of `body`, with this signature header (or none).
+fn post_event(body: &str, signature: Option<String>) -> lambda_http::Request {
+    let mut event: Value = serde_json::from_str(POST_FIXTURE).unwrap();
+    event["body"] = json!(body);
+    event["headers"]["content-length"] = json!(body.len().to_string());
+    match signature {
+        Some(signature) => event["headers"]["x-hub-signature-256"] = json!(signature),
+        None => {
+            event["headers"]
+                .as_object_mut()
+                .unwrap()
+                .remove("x-hub-signature-256");
+        }
+    }
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+fn signed(body: &str) -> lambda_http::Request {
+    post_event(body, Some(sign(body, APP_SECRET)))
+}
+
+/// A text message from a Mexican mobile in WhatsApp's `521…` form.
+fn text_payload(wa_ids_and_texts: &[(&str, &str, &str)]) -> String {
+    let messages: Vec<Value> = wa_ids_and_texts
+        .iter()
+        .map(|(wa_id, wamid, text)| {
+            json!({ "from": wa_id, "id": wamid, "timestamp": chrono::Utc::now().timestamp().to_string(),
+                    "type": "text", "text": { "body": text } })
+        })
+        .collect();
+    let contacts: Vec<Value> = wa_ids_and_texts
+        .iter()
+        .map(|(wa_id, _, _)| json!({ "profile": { "name": "Lupita" }, "wa_id": wa_id }))
+        .collect();
+    json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398", "changes": [{
+        "field": "messages",
+        "value": { "messaging_product": "whatsapp",
+                   "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
+                   "contacts": contacts, "messages": messages } }] }] })
+    .to_string()
+}
+
+fn unique(label: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{label}{}{n:03}", std::process::id() % 100_000)
+}
+
+/// A Mexican WhatsApp id no other test uses.
+fn wa_id() -> String {
+    let digits = unique("");
+    format!("52181{:0>8}", &digits[digits.len().saturating_sub(8)..])
+}
+
+async fn respond(
+    webhook: &WhatsAppWebhook<PostgrestStore, &RecordingQueue>,
+    request: lambda_http::Request,
+) -> (u16, String) {
+    let response = whatsapp_inbound::handle_request(webhook, request).await;
+    let status = response.status().as_u16();
+    let body = match response.into_body() {
+        Body::Text(text) => text,
+        Body::Binary(bytes) => String::from_utf8(bytes).unwrap(),
+        _ => String::new(),
+    };
+    (status, body)
+}
+
+fn webhook<'q>(
+    stack: &LocalStack,
+    queue: &'q RecordingQueue,
+) -> WhatsAppWebhook<PostgrestStore, &'q RecordingQueue> {
+    // The stand-in's configuration carries the app secret and verify token the fixtures use.
+    WhatsAppWebhook::new(stack.store(), queue, &GraphStandIn::start().config())
+}
+
+async fn count(stack: &LocalStack, sql: &str, param: &str) -> i64 {
+    stack
+        .database()
+        .await
+        .unwrap()
+        .query_one(sql, &[&param])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn the_handshake_answers_the_challenge_only_to_our_token() {
+    let queue = RecordingQueue::default();
+    let webhook = webhook(LocalStack::shared(), &queue);
+    let request = lambda_http::request::from_str(GET_FIXTURE).unwrap();
+    assert_eq!(
+        respond(&webhook, request).await,
+        (200, "1158201444".to_owned())
+    );
+
+    let wrong = GET_FIXTURE.replace("standin-verify-token", "guess");
+    let (status, body) = respond(&webhook, lambda_http::request::from_str(&wrong).unwrap()).await;
+    assert_eq!(status, 403, "{body}");
+    let wrong_mode = GET_FIXTURE
+        .replace("hub.mode=subscribe", "hub.mode=unsubscribe")
+        .replace("\"subscribe\"", "\"unsubscribe\"");
+    assert_eq!(
+        respond(
+            &webhook,
+            lambda_http::request::from_str(&wrong_mode).unwrap()
+        )
+        .await
+        .0,
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_refused_and_nothing_is_stored() {
+    let stack = LocalStack::shared();
+    let queue = RecordingQueue::default();
+    let webhook = webhook(stack, &queue);
+    let wamid = unique("wamid.sig");
+    let body = text_payload(&[(&wa_id(), &wamid, "¿Dónde están? 😀")]);
+
+    let cases = [
+        ("missing", post_event(&body, None)),
+        (
+            "wrong secret",
+            post_event(&body, Some(sign(&body, "another-app-secret"))),
+        ),
+        ("not hex", post_event(&body, Some("sha256=zz".into()))),
+        (
+            "tampered body",
+            post_event(
+                &body.replace("Dónde", "Donde"),
+                Some(sign(&body, APP_SECRET)),
+            ),
+        ),
+    ];
+    for (case, request) in cases {
+        let (status, answer) = respond(&webhook, request).await;
+        assert_eq!(status, 401, "{case}: {answer}");
+        assert!(answer.contains("invalid_signature"), "{case}: {answer}");
+    }
+    assert_eq!(
+        count(
+            stack,
+            "select count(*) from whatsapp_messages where wamid = $1",
+            &wamid
+        )
+        .await,
+        0
+    );
+    assert!(queue.jobs.lock().unwrap().is_empty());
+
+    let (status, _) = respond(&webhook, signed(&body)).await;
+    assert_eq!(
+        status, 200,
+        "the same body, rightly signed (accents and emoji over the raw bytes)"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_queues_one_turn_per_customer_and_a_duplicate_delivery_queues_nothing_new() {
+    let stack = LocalStack::shared();
+    let queue = RecordingQueue::default();
+    let webhook = webhook(stack, &queue);
+    let (ana, beto) = (wa_id(), wa_id());
+    let body = text_payload(&[
+        (&ana, &unique("wamid.a"), "hola"),
+        (&ana, &unique("wamid.a"), "¿precio?"),
+        (&beto, &unique("wamid.b"), "buenas"),
+    ]);
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    let jobs: Vec<TurnJob> = queue
+        .jobs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(job, _)| job.clone())
+        .collect();
+    let customers: Vec<CustomerKey> = jobs.iter().map(|j| j.customer_key().clone()).collect();
+    assert_eq!(jobs.len(), 2, "one turn per customer: {jobs:?}");
+    assert!(customers.contains(&CustomerKey::from_whatsapp_id(&ana).unwrap()));
+    let folded = CustomerKey::from_whatsapp_id(&ana).unwrap();
+    assert_eq!(
+        count(
+            stack,
+            "select count(*) from whatsapp_messages where customer_key = $1",
+            folded.as_str()
+        )
+        .await,
+        2
+    );
+
+    // Meta delivers the same POST again.
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    assert_eq!(queue.jobs.lock().unwrap().len(), 2, "nothing new queued");
+    assert_eq!(
+        count(
+            stack,
+            "select count(*) from whatsapp_messages where customer_key = $1",
+            folded.as_str()
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn statuses_only_and_unusable_but_signed_payloads_are_acknowledged() {
+    let stack = LocalStack::shared();
+    let queue = RecordingQueue::default();
+    let webhook = webhook(stack, &queue);
+    let statuses = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "1", "changes": [{ "field": "messages",
+        "value": { "messaging_product": "whatsapp", "metadata": { "phone_number_id": "106540352242922" },
+                   "statuses": [{ "id": unique("wamid.unknown"), "status": "delivered", "timestamp": "1764064800",
+                                  "recipient_id": "16505551234" }] } }] }] })
+    .to_string();
+    assert_eq!(respond(&webhook, signed(&statuses)).await.0, 200);
+
+    let marker = unique("garbage");
+    let unreadable =
+        format!("{{\"object\": \"whatsapp_business_account\", \"entry\": \"{marker}\"}}");
+    assert_eq!(
+        respond(&webhook, signed(&unreadable)).await.0,
+        200,
+        "Meta would retry for days otherwise"
+    );
+    let kept = count(
+        stack,
+        "select count(*) from unprocessed_webhook_events where payload::text like '%' || $1 || '%'",
+        &marker,
+    )
+    .await;
+    assert_eq!(kept, 1, "kept for inspection");
+    assert!(queue.jobs.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn when_the_queue_is_down_meta_is_told_to_retry_and_the_retry_queues_the_turn() {
+    let stack = LocalStack::shared();
+    let queue = RecordingQueue::default();
+    let webhook = webhook(stack, &queue);
+    let body = text_payload(&[(&wa_id(), &unique("wamid.q"), "hola")]);
+    *queue.down.lock().unwrap() = true;
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 503);
+    *queue.down.lock().unwrap() = false;
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    assert_eq!(
+        queue.jobs.lock().unwrap().len(),
+        1,
+        "the message recorded the first time still gets its turn"
+    );
+}
+
+#[tokio::test]
+async fn when_the_store_is_down_meta_is_told_to_retry_and_nothing_is_lost() {
+    let own = LocalStack::start().unwrap();
+    let queue = RecordingQueue::default();
+    let webhook = webhook(&own, &queue);
+    let wamid = unique("wamid.down");
+    let body = text_payload(&[(&wa_id(), &wamid, "¿hay alguien?")]);
+
+    own.stop_database().unwrap();
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 503);
+    assert!(queue.jobs.lock().unwrap().is_empty());
+
+    own.start_database().unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        // Meta retries until it gets a 200.
+        status = respond(&webhook, signed(&body)).await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+    assert_eq!(
+        count(
+            &own,
+            "select count(*) from whatsapp_messages where wamid = $1",
+            &wamid
+        )
+        .await,
+        1
+    );
+    assert_eq!(queue.jobs.lock().unwrap().len(), 1);
+}
