@@ -4,8 +4,9 @@
 //! that names it, so a bad deployment fails at INIT instead of mid-request. Secrets are wrapped
 //! in [`SecretString`], whose `Debug` prints `[REDACTED]`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -24,25 +25,50 @@ pub enum ConfigError {
 /// The environment variables, read once; tests build one from pairs instead of touching the
 /// process environment.
 #[derive(Debug, Clone, Default)]
-pub struct Env(HashMap<String, String>);
+pub struct Env {
+    values: HashMap<String, String>,
+    /// Every name looked up, set or not: what a function reads, to check a deployment against.
+    read: Arc<Mutex<BTreeSet<&'static str>>>,
+}
 
 impl Env {
     pub fn from_process() -> Self {
-        Self(std::env::vars().collect())
+        Self {
+            values: std::env::vars().collect(),
+            read: Arc::default(),
+        }
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self(
-            pairs
+        Self {
+            values: pairs
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
-        )
+            read: Arc::default(),
+        }
     }
 
     /// A set, non-blank variable.
     pub fn optional(&self, name: &'static str) -> Option<&str> {
-        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+        self.read
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name);
+        self.values
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The names looked up so far, in order.
+    pub fn names_read(&self) -> Vec<&'static str> {
+        self.read
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .copied()
+            .collect()
     }
 
     pub fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
@@ -165,8 +191,6 @@ impl RetellConfig {
 pub struct WhatsAppConfig {
     pub access_token: SecretString,
     pub phone_number_id: String,
-    pub app_secret: SecretString,
-    pub verify_token: SecretString,
     pub graph_url: String,
     pub api_version: String,
     pub template_name: String,
@@ -192,8 +216,6 @@ impl WhatsAppConfig {
         Ok(Self {
             access_token: env.secret("WHATSAPP_ACCESS_TOKEN")?,
             phone_number_id: env.required("WHATSAPP_PHONE_NUMBER_ID")?.to_owned(),
-            app_secret: env.secret("WHATSAPP_APP_SECRET")?,
-            verify_token: env.secret("WHATSAPP_VERIFY_TOKEN")?,
             graph_url: without_trailing_slash(
                 env.url("WHATSAPP_GRAPH_URL")?.unwrap_or_else(|| {
                     Url::parse("https://graph.facebook.com").expect("valid URL")
@@ -203,6 +225,24 @@ impl WhatsAppConfig {
             template_name: env.required("WHATSAPP_TEMPLATE_NAME")?.to_owned(),
             template_language: env.required("WHATSAPP_TEMPLATE_LANGUAGE")?.to_owned(),
             request_timeout: env.millis("WHATSAPP_TIMEOUT_MS", Self::DEFAULT_TIMEOUT)?,
+        })
+    }
+}
+
+/// The secrets of Meta's webhook: only the function that receives it needs them.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Signs every POST (`X-Hub-Signature-256`).
+    pub app_secret: SecretString,
+    /// Chosen by us, typed into Meta's dashboard, echoed in the verification handshake.
+    pub verify_token: SecretString,
+}
+
+impl WebhookConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            app_secret: env.secret("WHATSAPP_APP_SECRET")?,
+            verify_token: env.secret("WHATSAPP_VERIFY_TOKEN")?,
         })
     }
 }

@@ -13,7 +13,9 @@ use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use shared::config::{EngineConfig, Env, FormConfig, RetellConfig, StoreConfig, WhatsAppConfig};
+use shared::config::{
+    EngineConfig, Env, FormConfig, RetellConfig, StoreConfig, WebhookConfig, WhatsAppConfig,
+};
 use shared::engine::{Engine, TemplateConfig};
 use shared::ingress::HttpAnswer;
 use shared::ingress::form::FormIntake;
@@ -162,7 +164,7 @@ impl DevBridge {
             webhook: WhatsAppWebhook::new(
                 PostgrestStore::new(&store_config, http.clone()),
                 queue.clone(),
-                &whatsapp,
+                &WebhookConfig::from_env(&env)?,
             ),
             form: FormIntake::new(
                 PostgrestStore::new(&store_config, http),

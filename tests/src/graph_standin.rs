@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use shared::config::WhatsAppConfig;
+use shared::config::{WebhookConfig, WhatsAppConfig};
 
 use crate::schema::ApiSpec;
 use crate::standin::{FaultQueue, Server, lock, unique_id};
@@ -85,13 +85,19 @@ impl GraphStandIn {
         WhatsAppConfig {
             access_token: ACCESS_TOKEN.to_owned().into(),
             phone_number_id: PHONE_NUMBER_ID.into(),
-            app_secret: "standin-app-secret".to_owned().into(),
-            verify_token: "standin-verify-token".to_owned().into(),
             graph_url: self.server.url(),
             api_version: API_VERSION.into(),
             template_name: TEMPLATE_NAME.into(),
             template_language: TEMPLATE_LANGUAGE.into(),
             request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The webhook secrets the sandbox and the tests sign and verify with.
+    pub fn webhook_config(&self) -> WebhookConfig {
+        WebhookConfig {
+            app_secret: "standin-app-secret".to_owned().into(),
+            verify_token: "standin-verify-token".to_owned().into(),
         }
     }
 

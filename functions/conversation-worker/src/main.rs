@@ -3,7 +3,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::config::{EngineConfig, Env, RetellConfig, StoreConfig, WhatsAppConfig};
+use shared::config::Env;
 use shared::engine::{Engine, TemplateConfig};
 use shared::retell::RetellClient;
 use shared::store::PostgrestStore;
@@ -12,14 +12,14 @@ use shared::whatsapp::GraphClient;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let env = Env::from_process();
-    let whatsapp = WhatsAppConfig::from_env(&env)?;
+    let config = conversation_worker::Config::from_env(&Env::from_process())?;
+    let whatsapp = &config.whatsapp;
     let http = shared::http::client();
     let engine = Engine::new(
-        PostgrestStore::new(&StoreConfig::from_env(&env)?, http.clone()),
-        RetellClient::new(&RetellConfig::from_env(&env)?, http.clone()),
-        GraphClient::new(&whatsapp, http),
-        EngineConfig::from_env(&env)?,
+        PostgrestStore::new(&config.store, http.clone()),
+        RetellClient::new(&config.retell, http.clone()),
+        GraphClient::new(whatsapp, http),
+        config.engine.clone(),
         TemplateConfig {
             name: whatsapp.template_name.clone(),
             language: whatsapp.template_language.clone(),

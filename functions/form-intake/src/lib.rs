@@ -7,6 +7,24 @@ use shared::ingress::form::FormIntake;
 use shared::queue::TurnQueue;
 use shared::store::SessionStore;
 
+/// What the function reads from its environment at INIT.
+#[derive(Debug)]
+pub struct Config {
+    pub store: shared::config::StoreConfig,
+    pub queue: shared::config::QueueConfig,
+    pub form: shared::config::FormConfig,
+}
+
+impl Config {
+    pub fn from_env(env: &shared::config::Env) -> Result<Self, shared::config::ConfigError> {
+        Ok(Self {
+            store: shared::config::StoreConfig::from_env(env)?,
+            queue: shared::config::QueueConfig::from_env(env)?,
+            form: shared::config::FormConfig::from_env(env)?,
+        })
+    }
+}
+
 /// Hands the method, the headers and the raw body (API Gateway's base64 already decoded) to
 /// the form, and its answer back.
 pub async fn handle_request<S: SessionStore, Q: TurnQueue>(

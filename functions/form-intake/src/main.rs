@@ -2,7 +2,7 @@
 //! handed to the form.
 
 use lambda_http::{Error, Request, service_fn};
-use shared::config::{Env, FormConfig, QueueConfig, StoreConfig};
+use shared::config::Env;
 use shared::ingress::form::FormIntake;
 use shared::queue::SqsQueue;
 use shared::store::PostgrestStore;
@@ -10,13 +10,10 @@ use shared::store::PostgrestStore;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let env = Env::from_process();
-    let store_config = StoreConfig::from_env(&env)?;
-    let form_config = FormConfig::from_env(&env)?;
-    let queue_config = QueueConfig::from_env(&env)?;
-    let store = PostgrestStore::new(&store_config, shared::http::client());
-    let queue = SqsQueue::from_config(&queue_config).await;
-    let intake = FormIntake::new(store, queue, form_config);
+    let config = form_intake::Config::from_env(&Env::from_process())?;
+    let store = PostgrestStore::new(&config.store, shared::http::client());
+    let queue = SqsQueue::from_config(&config.queue).await;
+    let intake = FormIntake::new(store, queue, config.form);
     let intake = &intake;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(form_intake::handle_request(intake, request).await)

@@ -1,10 +1,29 @@
 //! The whatsapp-inbound entry point: API Gateway's request in, the webhook's answer out.
 
 use lambda_http::{Body, Request, Response};
+use shared::config::{ConfigError, Env, QueueConfig, StoreConfig, WebhookConfig};
 use shared::ingress::HttpAnswer;
 use shared::ingress::whatsapp::WhatsAppWebhook;
 use shared::queue::TurnQueue;
 use shared::store::SessionStore;
+
+/// What the function reads from its environment at INIT.
+#[derive(Debug)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub queue: QueueConfig,
+    pub webhook: WebhookConfig,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: StoreConfig::from_env(env)?,
+            queue: QueueConfig::from_env(env)?,
+            webhook: WebhookConfig::from_env(env)?,
+        })
+    }
+}
 
 pub async fn handle_request<S: SessionStore, Q: TurnQueue>(
     webhook: &WhatsAppWebhook<S, Q>,

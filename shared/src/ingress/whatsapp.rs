@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::HttpAnswer;
-use crate::config::WhatsAppConfig;
+use crate::config::WebhookConfig;
 use crate::domain::{CustomerKey, DeliveryUpdate, InboundMessage, MessageId, UnprocessedEvent};
 use crate::queue::{TurnJob, TurnQueue};
 use crate::store::SessionStore;
@@ -33,7 +33,7 @@ pub struct WhatsAppWebhook<S, Q> {
 }
 
 impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
-    pub fn new(store: S, queue: Q, config: &WhatsAppConfig) -> Self {
+    pub fn new(store: S, queue: Q, config: &WebhookConfig) -> Self {
         Self {
             store,
             queue,

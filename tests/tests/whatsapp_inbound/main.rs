@@ -117,7 +117,11 @@ fn webhook<'q>(
     queue: &'q RecordingQueue,
 ) -> WhatsAppWebhook<PostgrestStore, &'q RecordingQueue> {
     // The stand-in's configuration carries the app secret and verify token the fixtures use.
-    WhatsAppWebhook::new(stack.store(), queue, &GraphStandIn::start().config())
+    WhatsAppWebhook::new(
+        stack.store(),
+        queue,
+        &GraphStandIn::start().webhook_config(),
+    )
 }
 
 async fn count(stack: &LocalStack, sql: &str, param: &str) -> i64 {
