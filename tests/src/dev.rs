@@ -192,18 +192,7 @@ impl DevBridge {
 }
 
 fn respond(answer: HttpAnswer) -> Response {
-    let mut response = (
-        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [("content-type", answer.content_type)],
-        answer.body,
-    )
-        .into_response();
-    for (name, value) in answer.headers {
-        if let Ok(value) = value.parse() {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
+    answer.into_http::<axum::body::Body>()
 }
 
 async fn verify(State(routes): State<Arc<Routes>>, RawQuery(query): RawQuery) -> Response {

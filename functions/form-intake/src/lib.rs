@@ -2,7 +2,6 @@
 //! answer out. Everything the form decides is in [`shared::ingress::form`].
 
 use lambda_http::{Body, Request, Response};
-use shared::ingress::HttpAnswer;
 use shared::ingress::form::FormIntake;
 use shared::queue::TurnQueue;
 use shared::store::SessionStore;
@@ -40,23 +39,7 @@ pub async fn handle_request<S: SessionStore, Q: TurnQueue>(
     let answer = intake
         .handle(request.method().as_str(), &headers, request.body().as_ref())
         .await;
-    into_response(answer)
-}
-
-/// The answer as API Gateway's response.
-pub fn into_response(answer: HttpAnswer) -> Response<Body> {
-    let mut response = Response::builder()
-        .status(answer.status)
-        .header("content-type", answer.content_type);
-    for (name, value) in answer.headers {
-        response = response.header(name, value);
-    }
-    let body = if answer.body.is_empty() {
-        Body::Empty
-    } else {
-        Body::Text(answer.body)
-    };
-    response.body(body).expect("a status and headers we built")
+    answer.into_http()
 }
 
 #[cfg(test)]
@@ -349,7 +332,7 @@ mod tests {
         let h = harness();
         let response = handle_request(&h.intake, fixture("options_preflight")).await;
         assert_eq!(response.status(), 204);
-        assert_eq!(response.body(), &Body::Empty);
+        assert!(response.body().as_ref().is_empty(), "a 204 has no body");
         assert_eq!(
             header(&response, "access-control-allow-origin"),
             Some("https://www.example.com")

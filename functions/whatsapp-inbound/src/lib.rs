@@ -45,18 +45,5 @@ pub async fn handle_request<S: SessionStore, Q: TurnQueue>(
             None,
         ),
     };
-    into_response(answer)
-}
-
-/// The answer as API Gateway's response.
-pub fn into_response(answer: HttpAnswer) -> Response<Body> {
-    let mut response = Response::builder()
-        .status(answer.status)
-        .header("content-type", answer.content_type);
-    for (name, value) in answer.headers {
-        response = response.header(name, value);
-    }
-    response
-        .body(Body::Text(answer.body))
-        .expect("a status and headers we built")
+    answer.into_http()
 }

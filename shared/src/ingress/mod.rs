@@ -34,6 +34,19 @@ impl HttpAnswer {
         }
     }
 
+    /// The answer as an `http` response, whatever the body type (API Gateway's, axum's).
+    pub fn into_http<B: From<String>>(self) -> http::Response<B> {
+        let mut response = http::Response::builder()
+            .status(self.status)
+            .header("content-type", self.content_type);
+        for (name, value) in self.headers {
+            response = response.header(name, value);
+        }
+        response
+            .body(B::from(self.body))
+            .expect("a status and headers of our own")
+    }
+
     /// `{"error": {"code", "message", "field"?}}`, the shape every error of ours has.
     pub fn error(status: u16, code: &str, message: &str, field: Option<&str>) -> Self {
         let mut error = serde_json::json!({ "code": code, "message": message });
