@@ -5,6 +5,8 @@ pub mod agent;
 pub mod config;
 pub mod domain;
 pub mod engine;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod http;
 pub mod ingress;
 pub mod messenger;

@@ -44,181 +44,19 @@ pub async fn handle_request<S: SessionStore, Q: TurnQueue>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
     use std::time::{Duration, UNIX_EPOCH};
 
     use serde_json::Value;
     use shared::config::FormConfig;
-    use shared::domain::{
-        ChatAttachment, ChatId, CountryId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
-        FormSubmission, InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission,
-        RecordedWebhook, Session, StoredSubmission, SubmissionId, SubmissionStatus, TurnClaim,
-        TurnCompletion, TurnFailure, TurnId, UnprocessedEvent,
-    };
+    use shared::domain::{CountryId, CustomerKey};
+    use shared::fakes::{FakeQueue, FakeStore};
     use shared::queue::{QueueError, TurnJob};
-    use shared::store::{PostgrestError, StoreError};
+    use shared::store::StoreError;
 
     use super::*;
 
     /// The secret the fixtures' bearer tokens and signatures use.
     const SECRET: &str = "form-secret-3f9a";
-
-    #[derive(Default)]
-    struct StoreState {
-        /// By idempotency key.
-        submissions: HashMap<String, (CustomerKey, SubmissionId)>,
-        recorded: Vec<FormSubmission>,
-        unavailable: bool,
-    }
-
-    /// Records submissions once per idempotency key, or is down.
-    #[derive(Clone, Default)]
-    struct FakeStore(Arc<Mutex<StoreState>>);
-
-    impl FakeStore {
-        fn recorded(&self) -> Vec<FormSubmission> {
-            self.0.lock().unwrap().recorded.clone()
-        }
-    }
-
-    impl SessionStore for FakeStore {
-        async fn record_form_submission(
-            &self,
-            submission: &FormSubmission,
-        ) -> Result<RecordedSubmission, StoreError> {
-            let mut state = self.0.lock().unwrap();
-            if state.unavailable {
-                return Err(StoreError::Unavailable("connection refused".into()));
-            }
-            state.recorded.push(submission.clone());
-            let next = SubmissionId(uuid::Uuid::from_u128(state.recorded.len() as u128));
-            let key = submission.idempotency_key.as_str().to_owned();
-            let (customer, id) = state
-                .submissions
-                .entry(key)
-                .or_insert_with(|| (submission.customer_key.clone(), next))
-                .clone();
-            if customer != submission.customer_key {
-                return Err(StoreError::Conflict(PostgrestError {
-                    status: 409,
-                    code: "23505".into(),
-                    message: "idempotency key was already used for another customer".into(),
-                    details: None,
-                    hint: None,
-                }));
-            }
-            Ok(RecordedSubmission {
-                submission_id: id,
-                is_new: id == next,
-                status: SubmissionStatus::Queued,
-            })
-        }
-
-        async fn record_inbound(
-            &self,
-            _: &[InboundMessage],
-        ) -> Result<Vec<RecordedMessage>, StoreError> {
-            unimplemented!()
-        }
-        async fn record_webhook(
-            &self,
-            _: &[InboundMessage],
-            _: &[DeliveryUpdate],
-            _: &[UnprocessedEvent],
-        ) -> Result<RecordedWebhook, StoreError> {
-            unimplemented!()
-        }
-        async fn session(&self, _: &CustomerKey) -> Result<Option<Session>, StoreError> {
-            unimplemented!()
-        }
-        async fn claim_turn(&self, _: &CustomerKey, _: Duration) -> Result<TurnClaim, StoreError> {
-            unimplemented!()
-        }
-        async fn attach_chat(
-            &self,
-            _: &CustomerKey,
-            _: &ChatId,
-            _: Option<&ChatId>,
-            _: Option<&str>,
-        ) -> Result<ChatAttachment, StoreError> {
-            unimplemented!()
-        }
-        async fn save_turn_replies(
-            &self,
-            _: TurnId,
-            _: &ChatId,
-            _: &[String],
-        ) -> Result<bool, StoreError> {
-            unimplemented!()
-        }
-        async fn record_sent_reply(
-            &self,
-            _: TurnId,
-            _: &[OutboundMessage],
-        ) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        async fn complete_turn(
-            &self,
-            _: TurnId,
-            _: &CustomerKey,
-            _: Option<&ChatId>,
-            _: &[OutboundMessage],
-        ) -> Result<TurnCompletion, StoreError> {
-            unimplemented!()
-        }
-        async fn fail_turn(&self, _: TurnId, _: &str, _: bool) -> Result<TurnFailure, StoreError> {
-            unimplemented!()
-        }
-        async fn set_opt_out(&self, _: &CustomerKey, _: bool) -> Result<bool, StoreError> {
-            unimplemented!()
-        }
-        async fn form_submission(
-            &self,
-            _: SubmissionId,
-        ) -> Result<Option<StoredSubmission>, StoreError> {
-            unimplemented!()
-        }
-        async fn complete_form_submission(
-            &self,
-            _: SubmissionId,
-            _: &ChatId,
-            _: &[OutboundMessage],
-        ) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        async fn fail_form_submission(&self, _: SubmissionId, _: &str) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        async fn record_delivery_statuses(
-            &self,
-            _: &[DeliveryUpdate],
-        ) -> Result<Vec<DeliveryOutcome>, StoreError> {
-            unimplemented!()
-        }
-    }
-
-    /// Keeps the jobs it is given, or is down.
-    #[derive(Clone, Default)]
-    struct FakeQueue(Arc<Mutex<(Vec<TurnJob>, bool)>>);
-
-    impl FakeQueue {
-        fn jobs(&self) -> Vec<TurnJob> {
-            self.0.lock().unwrap().0.clone()
-        }
-    }
-
-    impl TurnQueue for FakeQueue {
-        async fn enqueue(&self, job: &TurnJob, _: &str) -> Result<(), QueueError> {
-            let mut state = self.0.lock().unwrap();
-            if state.1 {
-                return Err(QueueError::Unavailable("SQS timed out".into()));
-            }
-            state.0.push(job.clone());
-            Ok(())
-        }
-    }
 
     struct Harness {
         intake: FormIntake<FakeStore, FakeQueue>,
@@ -297,8 +135,8 @@ mod tests {
         assert_eq!(submission.fields["utm_source"], "google");
         let jobs = h.queue.jobs();
         assert!(
-            matches!(&jobs[..], [TurnJob::StartConversation { submission_id, .. }]
-                if body["submission_id"] == submission_id.to_string())
+            matches!(&jobs[..], [(TurnJob::StartConversation { submission_id, .. }, dedup)]
+                if body["submission_id"] == submission_id.to_string() && *dedup == submission_id.to_string())
         );
     }
 
@@ -396,12 +234,9 @@ mod tests {
             "lead-2026-11-25-0042"
         );
         // The same key, now for another customer.
-        h.store.0.lock().unwrap().submissions.insert(
-            "lead-2026-11-25-0042".into(),
-            (
-                CustomerKey::from_whatsapp_id("5215599998888").unwrap(),
-                SubmissionId(uuid::Uuid::from_u128(99)),
-            ),
+        h.store.claim_key(
+            "lead-2026-11-25-0042",
+            CustomerKey::from_whatsapp_id("5215599998888").unwrap(),
         );
         let response = handle_request(&h.intake, fixture("post_json_idempotency_key")).await;
         assert_eq!(
@@ -413,13 +248,15 @@ mod tests {
     #[tokio::test]
     async fn store_or_queue_down_gets_503_with_retry_after() {
         let h = harness();
-        h.store.0.lock().unwrap().unavailable = true;
+        h.store
+            .fail_next(StoreError::Unavailable("connection refused".into()));
         let response = handle_request(&h.intake, fixture("post_json_bearer")).await;
         assert_eq!(error(&response), err(503, "unavailable", None));
         assert_eq!(header(&response, "retry-after"), Some("5"));
 
         let h = harness();
-        h.queue.0.lock().unwrap().1 = true;
+        h.queue
+            .fail_next(QueueError::Unavailable("SQS timed out".into()));
         let response = handle_request(&h.intake, fixture("post_json_bearer")).await;
         assert_eq!(error(&response), err(503, "unavailable", None));
         assert_eq!(header(&response, "retry-after"), Some("5"));

@@ -1,0 +1,207 @@
+//! In-memory fakes of the store and the queue for the doors' unit tests: only what the form
+//! needs is implemented; the rest panics, naming itself. Compiled for tests, and for other
+//! crates' tests with the `fakes` feature.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::domain::{
+    ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
+    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, RecordedWebhook, Session,
+    StoredSubmission, SubmissionId, SubmissionStatus, TurnClaim, TurnCompletion, TurnFailure,
+    TurnId, UnprocessedEvent,
+};
+use crate::queue::{QueueError, TurnJob, TurnQueue};
+use crate::store::{PostgrestError, SessionStore, StoreError};
+
+#[derive(Default)]
+struct StoreState {
+    /// By idempotency key: the customer, id and status.
+    submissions: HashMap<String, (CustomerKey, SubmissionId, SubmissionStatus)>,
+    recorded: Vec<FormSubmission>,
+    fail_next: Option<StoreError>,
+}
+
+/// Records submissions once per idempotency key, like `record_form_submission`.
+#[derive(Clone, Default)]
+pub struct FakeStore(Arc<Mutex<StoreState>>);
+
+impl FakeStore {
+    pub fn fail_next(&self, error: StoreError) {
+        self.0.lock().unwrap().fail_next = Some(error);
+    }
+
+    pub fn recorded(&self) -> Vec<FormSubmission> {
+        self.0.lock().unwrap().recorded.clone()
+    }
+
+    /// As if `key` had been used for `customer` before.
+    pub fn claim_key(&self, key: &str, customer: CustomerKey) {
+        let id = SubmissionId(uuid::Uuid::from_u128(u128::MAX));
+        self.0
+            .lock()
+            .unwrap()
+            .submissions
+            .insert(key.to_owned(), (customer, id, SubmissionStatus::Queued));
+    }
+
+    pub fn set_status(&self, id: SubmissionId, status: SubmissionStatus) {
+        for entry in self.0.lock().unwrap().submissions.values_mut() {
+            if entry.1 == id {
+                entry.2 = status;
+            }
+        }
+    }
+}
+
+impl SessionStore for FakeStore {
+    async fn record_form_submission(
+        &self,
+        submission: &FormSubmission,
+    ) -> Result<RecordedSubmission, StoreError> {
+        let mut state = self.0.lock().unwrap();
+        if let Some(error) = state.fail_next.take() {
+            return Err(error);
+        }
+        state.recorded.push(submission.clone());
+        let key = submission.idempotency_key.as_str().to_owned();
+        if let Some((customer, id, status)) = state.submissions.get(&key) {
+            if *customer != submission.customer_key {
+                return Err(StoreError::Conflict(PostgrestError::from_body(
+                    409,
+                    br#"{"code":"23505","message":"idempotency key was already used for another customer"}"#,
+                )));
+            }
+            return Ok(RecordedSubmission {
+                submission_id: *id,
+                is_new: false,
+                status: *status,
+            });
+        }
+        let id = SubmissionId(uuid::Uuid::from_u128(state.recorded.len() as u128));
+        state.submissions.insert(
+            key,
+            (
+                submission.customer_key.clone(),
+                id,
+                SubmissionStatus::Queued,
+            ),
+        );
+        Ok(RecordedSubmission {
+            submission_id: id,
+            is_new: true,
+            status: SubmissionStatus::Queued,
+        })
+    }
+
+    async fn record_inbound(
+        &self,
+        _: &[InboundMessage],
+    ) -> Result<Vec<RecordedMessage>, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn record_webhook(
+        &self,
+        _: &[InboundMessage],
+        _: &[DeliveryUpdate],
+        _: &[UnprocessedEvent],
+    ) -> Result<RecordedWebhook, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn session(&self, _: &CustomerKey) -> Result<Option<Session>, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn claim_turn(&self, _: &CustomerKey, _: Duration) -> Result<TurnClaim, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn attach_chat(
+        &self,
+        _: &CustomerKey,
+        _: &ChatId,
+        _: Option<&ChatId>,
+        _: Option<&str>,
+    ) -> Result<ChatAttachment, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn save_turn_replies(
+        &self,
+        _: TurnId,
+        _: &ChatId,
+        _: &[String],
+    ) -> Result<bool, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn record_sent_reply(&self, _: TurnId, _: &[OutboundMessage]) -> Result<(), StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn complete_turn(
+        &self,
+        _: TurnId,
+        _: &CustomerKey,
+        _: Option<&ChatId>,
+        _: &[OutboundMessage],
+    ) -> Result<TurnCompletion, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn fail_turn(&self, _: TurnId, _: &str, _: bool) -> Result<TurnFailure, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn set_opt_out(&self, _: &CustomerKey, _: bool) -> Result<bool, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn form_submission(
+        &self,
+        _: SubmissionId,
+    ) -> Result<Option<StoredSubmission>, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn complete_form_submission(
+        &self,
+        _: SubmissionId,
+        _: &ChatId,
+        _: &[OutboundMessage],
+    ) -> Result<(), StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn fail_form_submission(&self, _: SubmissionId, _: &str) -> Result<(), StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn record_delivery_statuses(
+        &self,
+        _: &[DeliveryUpdate],
+    ) -> Result<Vec<DeliveryOutcome>, StoreError> {
+        unimplemented!("not used by the form")
+    }
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: Vec<(TurnJob, String)>,
+    fail_next: Option<QueueError>,
+}
+
+/// Keeps every job with its deduplication id.
+#[derive(Clone, Default)]
+pub struct FakeQueue(Arc<Mutex<QueueState>>);
+
+impl FakeQueue {
+    pub fn jobs(&self) -> Vec<(TurnJob, String)> {
+        self.0.lock().unwrap().jobs.clone()
+    }
+
+    pub fn fail_next(&self, error: QueueError) {
+        self.0.lock().unwrap().fail_next = Some(error);
+    }
+}
+
+impl TurnQueue for FakeQueue {
+    async fn enqueue(&self, job: &TurnJob, deduplication_id: &str) -> Result<(), QueueError> {
+        let mut state = self.0.lock().unwrap();
+        if let Some(error) = state.fail_next.take() {
+            return Err(error);
+        }
+        state.jobs.push((job.clone(), deduplication_id.to_owned()));
+        Ok(())
+    }
+}
