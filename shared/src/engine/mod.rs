@@ -44,6 +44,10 @@ pub enum EngineError {
     Agent(#[from] AgentError),
     #[error(transparent)]
     Messenger(#[from] MessengerError),
+    /// Retell received the customer's words (its completion timed out) and has not answered
+    /// them: asking again would repeat them to the agent.
+    #[error("Retell received the message but did not answer in time")]
+    UnansweredCompletion,
     /// Another caller attached a chat and the store did not say which.
     #[error("the customer's chat changed under us and no current chat was reported")]
     ChatLost,
@@ -57,6 +61,7 @@ impl EngineError {
             Self::Agent(e) => e.is_transient(),
             Self::Messenger(e) => e.is_transient(),
             Self::ChatLost => true,
+            Self::UnansweredCompletion => false,
         }
     }
 }

@@ -132,17 +132,45 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                     .await?
             }
         };
-        let messages = match self.agent.complete(&chat_id, text).await {
-            Err(AgentError::ChatEnded(reason)) => {
+        let replies = match self.complete(&chat_id, text).await {
+            Err(EngineError::Agent(AgentError::ChatEnded(reason))) => {
                 let chat_id = self
                     .carry_over(session, Some(&chat_id), &format!("Retell: {reason}"))
                     .await?;
-                let messages = self.agent.complete(&chat_id, text).await?;
-                return Ok((chat_id, agent_texts(&messages)));
+                let replies = self.complete(&chat_id, text).await?;
+                return Ok((chat_id, replies));
             }
             answer => answer?,
         };
-        Ok((chat_id, agent_texts(&messages)))
+        Ok((chat_id, replies))
+    }
+
+    /// One completion, and the agent's replies. A completion that timed out may have been
+    /// received, and sending it again would give the agent the customer's words twice: the
+    /// chat is read back instead. Received and answered: that answer is used. Received and not
+    /// answered: the turn fails for good. Not received: it may be tried again later.
+    async fn complete(&self, chat_id: &ChatId, text: &str) -> Result<Vec<String>, EngineError> {
+        match self.agent.complete(chat_id, text).await {
+            Ok(messages) => Ok(agent_texts(&messages)),
+            Err(AgentError::Timeout) => {
+                let chat = self.agent.get_chat(chat_id).await?;
+                let Some(received) = chat.messages.iter().rposition(|m| m.role == "user") else {
+                    return Err(AgentError::Timeout.into());
+                };
+                if chat.messages[received].content.as_deref() != Some(text) {
+                    return Err(AgentError::Timeout.into());
+                }
+                let replies = agent_texts(&chat.messages[received + 1..]);
+                if replies.is_empty() {
+                    return Err(EngineError::UnansweredCompletion);
+                }
+                tracing::warn!(
+                    "the completion timed out but Retell had answered: using that answer"
+                );
+                Ok(replies)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// A new chat for the customer, replacing `previous`, with what the agent needs to go on.

@@ -101,3 +101,58 @@ async fn an_undeliverable_customer_fails_the_turn_for_good_with_the_reason() {
         TurnOutcome::Idle
     );
 }
+
+#[tokio::test]
+async fn a_completion_that_timed_out_after_retell_answered_uses_that_answer() {
+    let bridge = Bridge::new();
+    bridge
+        .customer_writes("¿aceptan tarjeta?", minutes(0))
+        .await;
+    bridge.retell.fail_next(
+        CreateChatCompletion,
+        RetellFault::SlowAnswer(std::time::Duration::from_millis(400)),
+    );
+    let engine = bridge.engine_with_completion_timeout(std::time::Duration::from_millis(100));
+    assert_eq!(engine.handle(job(&bridge)).await, JobDisposition::Done);
+    assert_eq!(
+        bridge.retell.requests(CreateChatCompletion).len(),
+        1,
+        "not sent again"
+    );
+    assert_eq!(
+        bridge.whatsapp_sent(),
+        [("text".to_owned(), "Recibido: ¿aceptan tarjeta?".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_completion_retell_received_but_never_answered_is_not_repeated_to_the_agent() {
+    let bridge = Bridge::new();
+    bridge.customer_writes("hola", minutes(0)).await;
+    bridge.retell.script_reply(&[]);
+    bridge.retell.fail_next(
+        CreateChatCompletion,
+        RetellFault::SlowAnswer(std::time::Duration::from_millis(400)),
+    );
+    let engine = bridge.engine_with_completion_timeout(std::time::Duration::from_millis(100));
+    assert_eq!(
+        engine.handle(job(&bridge)).await,
+        JobDisposition::Done,
+        "not retried"
+    );
+    assert_eq!(
+        bridge.retell.chats()[0].contents("user"),
+        ["hola"],
+        "the agent saw it once"
+    );
+    assert!(bridge.whatsapp_sent().is_empty());
+    let failed = bridge
+        .db_value(
+            "select state || ':' || failure_reason from whatsapp_messages where customer_key = $1",
+        )
+        .await;
+    assert_eq!(
+        failed,
+        "failed:Retell received the message but did not answer in time"
+    );
+}

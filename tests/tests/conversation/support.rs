@@ -46,12 +46,20 @@ impl Bridge {
 
     /// A new engine with new clients and a new store, as a cold-started Lambda builds them.
     pub fn engine(&self) -> TestEngine {
+        self.engine_with_completion_timeout(self.retell.config().completion_timeout)
+    }
+
+    pub fn engine_with_completion_timeout(&self, completion_timeout: Duration) -> TestEngine {
         let stack = LocalStack::shared();
         let http = shared::http::client();
         let whatsapp = self.graph.config();
+        let retell = shared::config::RetellConfig {
+            completion_timeout,
+            ..self.retell.config()
+        };
         Engine::new(
             stack.store(),
-            RetellClient::new(&self.retell.config(), http.clone()).with_retry_policy(FAST_RETRIES),
+            RetellClient::new(&retell, http.clone()).with_retry_policy(FAST_RETRIES),
             GraphClient::new(&whatsapp, http)
                 .with_retry_policy(FAST_RETRIES, Duration::from_millis(1)),
             EngineConfig::from_env(&Env::default()).unwrap(),
