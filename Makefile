@@ -46,3 +46,39 @@ form:
 	  -H "Authorization: Bearer $${FORM_SHARED_SECRET:-$${secret:-dev-form-secret}}" \
 	  -H 'Content-Type: application/json' \
 	  --data "$$(printf '{"name": "%s", "phone": "%s", "consent": true}' "$(NAME)" "$(PHONE)")"; echo
+
+# ---------------------------------------------------------------- AWS (docs/deploy.md)
+.PHONY: build check deploy
+
+# The three Lambda bootstraps, target/lambda/<function>/bootstrap: one release build of the
+# workspace for arm64 (x86_64 if the aarch64 target cannot be added), each under 8 MB.
+build:
+	@scripts/lambda-build.sh
+
+# What CI can check of a deployment without an AWS account: cfn-lint and `sam validate --lint`
+# on template.yaml, then the release build of every function for Lambda.
+check:
+	@scripts/check-template.sh
+	@$(MAKE) --no-print-directory build
+
+# The SAM CLI scripts/check-template.sh installs (its own virtual environment).
+DEPLOY_TOOLS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/whatsapp-retell-bridge/deploy-tools
+export DEPLOY_TOOLS
+
+# Checks and builds, then deploys: `sam deploy --guided` while samconfig.toml holds no stack
+# parameters yet (the first time; it asks for them and saves them there), `sam deploy` after.
+# `make deploy GUIDED=1` asks again.
+deploy: check
+	@arch=$$(cat target/lambda/ARCHITECTURE); \
+	saved=$$(grep -Eo 'Architecture=[^ ]*(arm64|x86_64)' samconfig.toml | grep -Eo '(arm64|x86_64)$$' || echo arm64); \
+	if [ "$$arch" != "$$saved" ]; then \
+	  echo "The bootstraps are built for $$arch: answer $$arch for the Architecture parameter."; \
+	  guided=1; \
+	fi; \
+	if [ -n "$(GUIDED)" ] || [ -n "$$guided" ] || ! grep -q '^parameter_overrides' samconfig.toml; then \
+	  echo "sam deploy --guided"; \
+	  "$(DEPLOY_TOOLS)/bin/sam" deploy --guided --template-file template.yaml; \
+	else \
+	  echo "sam deploy"; \
+	  "$(DEPLOY_TOOLS)/bin/sam" deploy --template-file template.yaml; \
+	fi
