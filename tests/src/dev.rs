@@ -243,6 +243,17 @@ async fn outbox(
     axum::Json(messages).into_response()
 }
 
+/// The process environment, and `.env` (in the working directory) for what it leaves unset.
+pub fn environment() -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    if let Ok(text) = std::fs::read_to_string(".env") {
+        for (name, value) in read_dotenv(&text) {
+            env.entry(name).or_insert(value);
+        }
+    }
+    env
+}
+
 /// `KEY=VALUE` lines of a `.env` file (comments and blank lines skipped, quotes removed).
 pub fn read_dotenv(text: &str) -> HashMap<String, String> {
     text.lines()

@@ -14,3 +14,41 @@ mod standin;
 pub use graph_standin::{GraphFault, GraphStandIn};
 pub use retell_standin::{RetellFault, RetellOperation, RetellStandIn};
 pub use stack::{LocalStack, sign_jwt};
+
+use std::time::Duration;
+
+use shared::config::{EngineConfig, Env, RetellConfig, WhatsAppConfig};
+use shared::engine::{Engine, TemplateConfig};
+use shared::retell::RetellClient;
+use shared::retry::RetryPolicy;
+use shared::store::PostgrestStore;
+use shared::whatsapp::GraphClient;
+
+/// Real retry counts with waits short enough for tests.
+pub const FAST_RETRIES: RetryPolicy = RetryPolicy {
+    max_retries: 2,
+    base_delay: Duration::from_millis(1),
+    max_delay: Duration::from_millis(20),
+};
+
+pub type StandInEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
+
+/// The engine as a function builds it (new clients, default settings), its clients pointed at
+/// the stand-ins' configurations and retrying fast.
+pub fn standin_engine(
+    store: PostgrestStore,
+    retell: &RetellConfig,
+    whatsapp: &WhatsAppConfig,
+) -> StandInEngine {
+    let http = shared::http::client();
+    Engine::new(
+        store,
+        RetellClient::new(retell, http.clone()).with_retry_policy(FAST_RETRIES),
+        GraphClient::new(whatsapp, http).with_retry_policy(FAST_RETRIES, Duration::from_millis(1)),
+        EngineConfig::from_env(&Env::default()).expect("the engine's defaults are valid"),
+        TemplateConfig {
+            name: whatsapp.template_name.clone(),
+            language: whatsapp.template_language.clone(),
+        },
+    )
+}

@@ -2,7 +2,6 @@
 //! `/whatsapp` as Meta would send it (a signed webhook), and what the bridge sends back (read
 //! from the sandbox's WhatsApp stand-in) is printed.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -10,17 +9,11 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use shared::domain::CustomerKey;
 use shared::messenger::Recipient;
-use test_support::dev::read_dotenv;
 use tokio::io::AsyncBufReadExt;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut env: HashMap<String, String> = std::env::vars().collect();
-    if let Ok(text) = std::fs::read_to_string(".env") {
-        for (name, value) in read_dotenv(&text) {
-            env.entry(name).or_insert(value);
-        }
-    }
+    let env = test_support::dev::environment();
     let Some(phone) = std::env::args().nth(1).filter(|p| !p.is_empty()) else {
         bail!("usage: make chat PHONE=5215512345678 (the customer's WhatsApp number, digits)");
     };

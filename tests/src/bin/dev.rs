@@ -1,19 +1,12 @@
 //! `make dev`: the whole bridge on this machine, on one port (`DEV_PORT`, default 3000).
 //! Reads `.env` if present; whatever is not configured runs locally (see `test_support::dev`).
 
-use std::collections::HashMap;
-
 use anyhow::Context;
-use test_support::dev::{DevBridge, read_dotenv};
+use test_support::dev::DevBridge;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut env: HashMap<String, String> = std::env::vars().collect();
-    if let Ok(text) = std::fs::read_to_string(".env") {
-        for (name, value) in read_dotenv(&text) {
-            env.entry(name).or_insert(value);
-        }
-    }
+    let env = test_support::dev::environment();
     let filter = env
         .get("RUST_LOG")
         .cloned()

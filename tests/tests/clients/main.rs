@@ -5,13 +5,4 @@ mod graph;
 mod retell;
 mod webhooks;
 
-use std::time::Duration;
-
-use shared::retry::RetryPolicy;
-
-/// Real retry counts with waits short enough for tests.
-pub const FAST_RETRIES: RetryPolicy = RetryPolicy {
-    max_retries: 2,
-    base_delay: Duration::from_millis(1),
-    max_delay: Duration::from_millis(20),
-};
+pub use test_support::FAST_RETRIES;

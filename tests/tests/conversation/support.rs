@@ -3,25 +3,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use shared::config::{EngineConfig, Env};
 use shared::domain::{
     CountryId, CustomerKey, FormSubmission, IdempotencyKey, InboundMessage, MessageId, PhoneNumber,
     SubmissionId,
 };
-use shared::engine::{Engine, TemplateConfig};
-use shared::retell::RetellClient;
-use shared::retry::RetryPolicy;
 use shared::store::{PostgrestStore, SessionStore};
-use shared::whatsapp::GraphClient;
 use test_support::{GraphStandIn, LocalStack, RetellStandIn};
 
-pub type TestEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
-
-pub const FAST_RETRIES: RetryPolicy = RetryPolicy {
-    max_retries: 2,
-    base_delay: Duration::from_millis(1),
-    max_delay: Duration::from_millis(20),
-};
+pub type TestEngine = test_support::StandInEngine;
 
 /// One customer's world: the shared local stack, and stand-ins of their own.
 pub struct Bridge {
@@ -50,24 +39,11 @@ impl Bridge {
     }
 
     pub fn engine_with_completion_timeout(&self, completion_timeout: Duration) -> TestEngine {
-        let stack = LocalStack::shared();
-        let http = shared::http::client();
-        let whatsapp = self.graph.config();
         let retell = shared::config::RetellConfig {
             completion_timeout,
             ..self.retell.config()
         };
-        Engine::new(
-            stack.store(),
-            RetellClient::new(&retell, http.clone()).with_retry_policy(FAST_RETRIES),
-            GraphClient::new(&whatsapp, http)
-                .with_retry_policy(FAST_RETRIES, Duration::from_millis(1)),
-            EngineConfig::from_env(&Env::default()).unwrap(),
-            TemplateConfig {
-                name: whatsapp.template_name,
-                language: whatsapp.template_language,
-            },
-        )
+        test_support::standin_engine(LocalStack::shared().store(), &retell, &self.graph.config())
     }
 
     pub fn store(&self) -> PostgrestStore {

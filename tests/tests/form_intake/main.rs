@@ -6,28 +6,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use shared::config::{EngineConfig, Env, FormConfig};
+use shared::config::FormConfig;
 use shared::domain::CountryId;
-use shared::engine::{Engine, TemplateConfig};
 use shared::ingress::HttpAnswer;
 use shared::ingress::form::FormIntake;
 use shared::queue::{InProcessQueue, InProcessSettings};
-use shared::retell::RetellClient;
-use shared::retry::RetryPolicy;
 use shared::store::PostgrestStore;
-use shared::whatsapp::GraphClient;
-use test_support::{GraphStandIn, LocalStack, RetellStandIn};
+use test_support::{GraphStandIn, LocalStack, RetellStandIn, StandInEngine};
 
-type TestEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
-type TestQueue = InProcessQueue<TestEngine>;
+type TestQueue = InProcessQueue<StandInEngine>;
 
 const SECRET: &str = "form-secret-for-the-local-stack";
-
-const FAST_RETRIES: RetryPolicy = RetryPolicy {
-    max_retries: 2,
-    base_delay: Duration::from_millis(1),
-    max_delay: Duration::from_millis(20),
-};
 
 /// The form, the queue behind it and the services the engine talks to, for one test.
 struct Bridge {
@@ -41,19 +30,7 @@ impl Bridge {
     fn new() -> Bridge {
         let stack = LocalStack::shared();
         let (retell, graph) = (RetellStandIn::start(), GraphStandIn::start());
-        let http = shared::http::client();
-        let whatsapp = graph.config();
-        let engine = Engine::new(
-            stack.store(),
-            RetellClient::new(&retell.config(), http.clone()).with_retry_policy(FAST_RETRIES),
-            GraphClient::new(&whatsapp, http)
-                .with_retry_policy(FAST_RETRIES, Duration::from_millis(1)),
-            EngineConfig::from_env(&Env::default()).unwrap(),
-            TemplateConfig {
-                name: whatsapp.template_name,
-                language: whatsapp.template_language,
-            },
-        );
+        let engine = test_support::standin_engine(stack.store(), &retell.config(), &graph.config());
         let settings = InProcessSettings {
             retry_delay: Duration::from_millis(20),
             ..InProcessSettings::default()
