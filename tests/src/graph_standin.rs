@@ -80,6 +80,12 @@ impl GraphStandIn {
         }
     }
 
+    /// Time spent answering requests since the stand-in started, and how many (see
+    /// `Server::service_time`).
+    pub fn service_time(&self) -> (Duration, u64) {
+        self.server.service_time()
+    }
+
     /// A configuration pointing the real client at this stand-in.
     pub fn config(&self) -> WhatsAppConfig {
         WhatsAppConfig {
@@ -109,6 +115,12 @@ impl GraphStandIn {
     /// The next read receipt answers with this fault.
     pub fn fail_next_read_receipt(&self, fault: GraphFault) {
         lock(&self.state).faults.push(true, fault);
+    }
+
+    /// From now on a `rate` share of the requests (sends and read receipts) fail with one of
+    /// `faults`, chosen at random (the chaos run).
+    pub fn fail_at_random(&self, rate: f64, faults: Vec<GraphFault>) {
+        lock(&self.state).faults.fail_at_random(rate, faults);
     }
 
     pub fn approve_template(&self, name: &str, language: &str) {

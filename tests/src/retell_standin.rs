@@ -151,6 +151,12 @@ impl RetellStandIn {
         }
     }
 
+    /// Time spent answering requests since the stand-in started, and how many (see
+    /// `Server::service_time`).
+    pub fn service_time(&self) -> (Duration, u64) {
+        self.server.service_time()
+    }
+
     /// A configuration pointing the real client at this stand-in.
     pub fn config(&self) -> RetellConfig {
         RetellConfig {
@@ -165,6 +171,12 @@ impl RetellStandIn {
 
     pub fn fail_next(&self, operation: RetellOperation, fault: RetellFault) {
         lock(&self.state).faults.push(operation, fault);
+    }
+
+    /// From now on a `rate` share of the requests, of every operation, fail with one of
+    /// `faults`, chosen at random (the chaos run).
+    pub fn fail_at_random(&self, rate: f64, faults: Vec<RetellFault>) {
+        lock(&self.state).faults.fail_at_random(rate, faults);
     }
 
     /// The agent's messages for the next completion (default: one message echoing the user).

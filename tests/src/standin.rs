@@ -2,8 +2,10 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -11,12 +13,39 @@ use tokio::sync::oneshot;
 /// one test's runtime and answers while a test blocks. Dropping it stops it.
 pub struct Server {
     pub address: SocketAddr,
+    service: Arc<ServiceMeter>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// The time the server's handlers took, summed, and how many requests they answered: what the
+/// benchmark subtracts from a turn to leave the bridge's own time.
+#[derive(Default)]
+struct ServiceMeter {
+    nanos: AtomicU64,
+    requests: AtomicU64,
+}
+
+async fn meter_service(
+    axum::extract::State(meter): axum::extract::State<Arc<ServiceMeter>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let nanos = started.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
+    meter.nanos.fetch_add(nanos, Ordering::Relaxed);
+    meter.requests.fetch_add(1, Ordering::Relaxed);
+    response
+}
+
 impl Server {
     pub fn start(router: axum::Router) -> Server {
+        let service = Arc::new(ServiceMeter::default());
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            meter_service,
+        ));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         listener
             .set_nonblocking(true)
@@ -41,6 +70,7 @@ impl Server {
         });
         Server {
             address,
+            service,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -48,6 +78,15 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// The time spent in handlers since the server started, and the requests answered: both
+    /// only grow, so a caller takes the difference over what it measures.
+    pub fn service_time(&self) -> (Duration, u64) {
+        (
+            Duration::from_nanos(self.service.nanos.load(Ordering::Relaxed)),
+            self.service.requests.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -62,29 +101,41 @@ impl Drop for Server {
     }
 }
 
-/// Faults a test has queued for an operation, used up one request each, in order.
+/// Faults a test has queued for an operation, used up one request each, in order; and, for the
+/// chaos run, faults drawn at random for a share of every operation's requests.
 #[derive(Debug)]
 pub struct FaultQueue<Op, Fault> {
     queued: VecDeque<(Op, Fault)>,
+    random: Option<(f64, Vec<Fault>)>,
 }
 
 impl<Op, Fault> Default for FaultQueue<Op, Fault> {
     fn default() -> Self {
         Self {
             queued: VecDeque::new(),
+            random: None,
         }
     }
 }
 
-impl<Op: PartialEq, Fault> FaultQueue<Op, Fault> {
+impl<Op: PartialEq, Fault: Clone> FaultQueue<Op, Fault> {
     pub fn push(&mut self, op: Op, fault: Fault) {
         self.queued.push_back((op, fault));
     }
 
-    /// The next fault queued for `op`, if any.
+    /// From now on a `rate` share (0–1) of the requests not given a queued fault fail with one
+    /// of `faults`, chosen at random.
+    pub fn fail_at_random(&mut self, rate: f64, faults: Vec<Fault>) {
+        self.random = (rate > 0.0 && !faults.is_empty()).then_some((rate, faults));
+    }
+
+    /// The next fault queued for `op`, if any, else a random one when they are on.
     pub fn take(&mut self, op: &Op) -> Option<Fault> {
-        let index = self.queued.iter().position(|(queued, _)| queued == op)?;
-        self.queued.remove(index).map(|(_, fault)| fault)
+        if let Some(index) = self.queued.iter().position(|(queued, _)| queued == op) {
+            return self.queued.remove(index).map(|(_, fault)| fault);
+        }
+        let (rate, faults) = self.random.as_ref()?;
+        (fastrand::f64() < *rate).then(|| faults[fastrand::usize(..faults.len())].clone())
     }
 }
 

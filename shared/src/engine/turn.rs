@@ -1,6 +1,6 @@
 //! The customer wrote: answer everything they sent that is still waiting, in one turn.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{Engine, EngineError, base_variables, metadata, outbound};
 use crate::agent::{AgentError, ChatAgent, NewChat};
@@ -62,13 +62,14 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                 &resume.replies[(resume.replies_sent as usize).min(resume.replies.len())..];
             return self.deliver(turn, &resume.chat_id, replies).await;
         }
-        let texts: Vec<&str> = turn
+        // What the customer wrote, with when they sent it.
+        let written: Vec<(&str, DateTime<Utc>)> = turn
             .messages
             .iter()
-            .filter_map(|m| m.body.as_deref())
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+            .filter_map(|m| Some((m.body.as_deref()?.trim(), m.sent_at)))
+            .filter(|(text, _)| !text.is_empty())
             .collect();
+        let texts: Vec<&str> = written.iter().map(|(text, _)| *text).collect();
 
         if session.is_opted_out() {
             if texts
@@ -104,7 +105,9 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                 tracing::warn!(%error, "could not mark the message read");
             }
         }
-        let (chat_id, replies) = self.converse(session, &texts.join("\n")).await?;
+        // A message claimed before may have reached the agent in a turn that then died.
+        let retried = turn.messages.iter().any(|m| m.attempts > 1);
+        let (chat_id, replies) = self.converse(session, &written, retried).await?;
         if !self
             .store
             .save_turn_replies(turn.turn_id, &chat_id, &replies)
@@ -116,14 +119,16 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         self.deliver(turn, &chat_id, &replies).await
     }
 
-    /// Sends the customer's text to their live chat and returns the agent's replies. A chat
+    /// Sends the customer's texts to their live chat and returns the agent's replies. A chat
     /// Retell has ended is replaced by one that carries the name and the gist of the earlier
     /// conversation, and the text goes to it as its first turn, so the agent answers instead of
-    /// greeting.
+    /// greeting. A retried turn first reads the chat back, so that what the agent already has
+    /// is not sent twice.
     async fn converse(
         &self,
         session: &Session,
-        text: &str,
+        written: &[(&str, DateTime<Utc>)],
+        retried: bool,
     ) -> Result<(ChatId, Vec<String>), EngineError> {
         let chat_id = match (&session.current_chat_id, session.chat_status) {
             (Some(chat_id), Some(ChatStatus::Ongoing)) => chat_id.clone(),
@@ -132,17 +137,63 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                     .await?
             }
         };
-        let replies = match self.complete(&chat_id, text).await {
+        let (earlier, unsent) = match retried {
+            true => self.answered_before(&chat_id, written).await?,
+            false => (Vec::new(), written),
+        };
+        if unsent.is_empty() {
+            return Ok((chat_id, earlier));
+        }
+        let text = join_texts(unsent);
+        let (chat_id, replies) = match self.complete(&chat_id, &text).await {
             Err(EngineError::Agent(AgentError::ChatEnded(reason))) => {
                 let chat_id = self
                     .carry_over(session, Some(&chat_id), &format!("Retell: {reason}"))
                     .await?;
-                let replies = self.complete(&chat_id, text).await?;
-                return Ok((chat_id, replies));
+                let replies = self.complete(&chat_id, &text).await?;
+                (chat_id, replies)
             }
-            answer => answer?,
+            answer => (chat_id, answer?),
         };
-        Ok((chat_id, replies))
+        Ok((chat_id, [earlier, replies].concat()))
+    }
+
+    /// What the agent already has of a retried turn's texts. A turn that died after Retell took
+    /// its completion (a worker killed mid-turn, a timeout whose read-back failed) left the
+    /// first texts as the chat's last user message, created after they were sent: returns the
+    /// agent's replies to those and the texts still to send.
+    async fn answered_before<'w, 't>(
+        &self,
+        chat_id: &ChatId,
+        written: &'w [(&'t str, DateTime<Utc>)],
+    ) -> Result<(Vec<String>, &'w [(&'t str, DateTime<Utc>)]), EngineError> {
+        let chat = self.agent.get_chat(chat_id).await?;
+        let Some(last_user) = chat.messages.iter().rposition(|m| m.role == "user") else {
+            return Ok((Vec::new(), written));
+        };
+        let message = &chat.messages[last_user];
+        let content = message.content.as_deref().unwrap_or("");
+        // Created before one of the texts was sent: the customer's repeat of an older message.
+        let carries = |sent: &[(&str, DateTime<Utc>)]| {
+            join_texts(sent) == content
+                && sent.iter().all(|(_, at)| {
+                    message
+                        .created_timestamp
+                        .is_some_and(|ms| ms >= at.timestamp_millis())
+                })
+        };
+        let Some(received) = (1..=written.len()).rev().find(|&n| carries(&written[..n])) else {
+            return Ok((Vec::new(), written));
+        };
+        let replies = agent_texts(&chat.messages[last_user + 1..]);
+        if replies.is_empty() {
+            return Err(EngineError::UnansweredCompletion);
+        }
+        tracing::warn!(
+            received,
+            "the agent had these messages from a turn that died: using its answer"
+        );
+        Ok((replies, &written[received..]))
     }
 
     /// One completion, and the agent's replies. A completion that timed out may have been
@@ -311,6 +362,12 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         let text = fold(text);
         words.iter().any(|word| fold(word) == text)
     }
+}
+
+/// One completion's content: the texts of a turn, a line each.
+fn join_texts(written: &[(&str, DateTime<Utc>)]) -> String {
+    let texts: Vec<&str> = written.iter().map(|(text, _)| *text).collect();
+    texts.join("\n")
 }
 
 fn agent_texts(messages: &[crate::agent::ChatMessage]) -> Vec<String> {

@@ -1,6 +1,6 @@
 use shared::engine::TurnOutcome;
 use shared::queue::{JobDisposition, JobHandler, TurnJob};
-use test_support::retell_standin::RetellOperation::CreateChatCompletion;
+use test_support::retell_standin::RetellOperation::{CreateChatCompletion, GetChat};
 use test_support::{GraphFault, RetellFault};
 
 use crate::support::{Bridge, minutes};
@@ -155,4 +155,61 @@ async fn a_completion_retell_received_but_never_answered_is_not_repeated_to_the_
         failed,
         "failed:Retell received the message but did not answer in time"
     );
+}
+
+#[tokio::test]
+async fn a_turn_that_died_after_retell_took_its_text_is_answered_from_the_chat_on_retry() {
+    let bridge = Bridge::new();
+    bridge
+        .customer_writes("¿tienen cita hoy?", minutes(0))
+        .await;
+    // Retell takes and answers the completion, too late; reading the chat back fails too.
+    bridge.retell.fail_next(
+        CreateChatCompletion,
+        RetellFault::SlowAnswer(std::time::Duration::from_millis(400)),
+    );
+    for _ in 0..3 {
+        bridge.retell.fail_next(GetChat, RetellFault::ServerError);
+    }
+    let engine = bridge.engine_with_completion_timeout(std::time::Duration::from_millis(100));
+    let disposition = engine.handle(job(&bridge)).await;
+    assert!(
+        matches!(disposition, JobDisposition::RetryLater(_)),
+        "{disposition:?}"
+    );
+    assert!(bridge.whatsapp_sent().is_empty());
+
+    // The queue delivers the job again: the chat holds the text and its answer.
+    assert_eq!(engine.handle(job(&bridge)).await, JobDisposition::Done);
+    assert_eq!(
+        bridge.retell.chats()[0].contents("user"),
+        ["¿tienen cita hoy?"],
+        "the agent saw it once"
+    );
+    assert_eq!(bridge.retell.requests(CreateChatCompletion).len(), 1);
+    assert_eq!(
+        bridge.whatsapp_sent(),
+        [("text".to_owned(), "Recibido: ¿tienen cita hoy?".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_retried_turn_still_sends_what_the_agent_does_not_have() {
+    let bridge = Bridge::new();
+    let engine = bridge.engine();
+    bridge.customer_writes("ok", minutes(0)).await;
+    assert_eq!(engine.handle(job(&bridge)).await, JobDisposition::Done);
+    // The same words again, and the completion fails before Retell takes them: the chat's
+    // last user message is the older "ok", which the retry must not take for this one.
+    bridge.customer_writes("ok", minutes(0)).await;
+    bridge
+        .retell
+        .fail_next(CreateChatCompletion, RetellFault::ServerError);
+    assert!(matches!(
+        engine.handle(job(&bridge)).await,
+        JobDisposition::RetryLater(_)
+    ));
+    assert_eq!(engine.handle(job(&bridge)).await, JobDisposition::Done);
+    assert_eq!(bridge.retell.chats()[0].contents("user"), ["ok", "ok"]);
+    assert_eq!(bridge.whatsapp_sent().len(), 2);
 }

@@ -1,0 +1,732 @@
+//! The chaos run (`make chaos`, and a short one in `make test`): many customers writing at
+//! once through the real webhook and form endpoints, the store on the local stack, the engine
+//! behind the in-process turn queue, while WhatsApp delivers twice and out of order, Retell and
+//! the Graph API fail, and the worker is killed in the middle of turns. At the end the
+//! database and the stand-ins' records are checked: nothing lost, nothing answered twice,
+//! replies in order, one chat per customer, every message answered or failed with a reason.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use shared::config::{EngineConfig, Env, FormConfig, RetellConfig, WhatsAppConfig};
+use shared::domain::{ChatStatus, CountryId};
+use shared::engine::{Engine, TemplateConfig};
+use shared::ingress::form::FormIntake;
+use shared::ingress::whatsapp::WhatsAppWebhook;
+use shared::queue::{InProcessQueue, InProcessSettings, JobDisposition, JobHandler, TurnJob};
+use shared::retell::RetellClient;
+use shared::store::PostgrestStore;
+use shared::whatsapp::GraphClient;
+
+use crate::meta_webhook::{TextMessage, signature, text_delivery};
+use crate::{FAST_RETRIES, GraphFault, GraphStandIn, LocalStack, RetellFault, RetellStandIn};
+
+/// What the run does, and how hard.
+#[derive(Debug, Clone)]
+pub struct ChaosPlan {
+    pub customers: usize,
+    /// Messages each customer writes, in bursts of 3–5 within a second.
+    pub messages_per_customer: usize,
+    /// Share of messages (and of forms) WhatsApp (the browser) delivers a second time, later.
+    pub duplicate_rate: f64,
+    /// Share of customers who start with the web form before they write.
+    pub form_rate: f64,
+    /// Share of Retell requests that fail: 429, 500, or an answer after the client gave up.
+    pub retell_failure_rate: f64,
+    /// Share of Graph requests that fail: 130429 or 500.
+    pub graph_failure_rate: f64,
+    /// Share of jobs whose worker is killed at a random moment of the turn.
+    pub kill_rate: f64,
+    /// Share of customers whose chat Retell ends between two of their bursts.
+    pub chat_end_rate: f64,
+    /// How long the run may take before what is unfinished counts as lost.
+    pub deadline: Duration,
+}
+
+impl ChaosPlan {
+    /// `make chaos`: 200 customers, thousands of deliveries, within 5 minutes.
+    pub fn full() -> Self {
+        Self {
+            customers: 200,
+            messages_per_customer: 12,
+            duplicate_rate: 0.3,
+            form_rate: 0.5,
+            retell_failure_rate: 0.1,
+            graph_failure_rate: 0.1,
+            kill_rate: 0.1,
+            chat_end_rate: 0.1,
+            deadline: Duration::from_secs(270),
+        }
+    }
+
+    /// The run inside `make test`: the same faults, fewer customers.
+    pub fn short() -> Self {
+        Self {
+            customers: 24,
+            messages_per_customer: 8,
+            deadline: Duration::from_secs(50),
+            ..Self::full()
+        }
+    }
+}
+
+/// How much happened.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Volume {
+    pub customers: usize,
+    pub messages: usize,
+    /// Webhook POSTs made, duplicates and retries after a non-200 included.
+    pub deliveries: usize,
+    pub duplicate_deliveries: usize,
+    pub forms: usize,
+    /// Form POSTs, double submits included.
+    pub form_posts: usize,
+    pub jobs_run: usize,
+    pub workers_killed: usize,
+    pub chats_ended_by_retell: usize,
+    pub retell_requests: usize,
+    pub retell_failures: usize,
+    pub graph_requests: usize,
+    pub graph_failures: usize,
+    /// Text replies WhatsApp accepted.
+    pub replies: usize,
+    pub seconds: f64,
+}
+
+/// What must be zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violations {
+    /// Delivered messages not stored, still waiting at the end, or marked answered with no
+    /// reply carrying them.
+    pub lost: usize,
+    /// Messages the agent was given more than once, or that more than one reply answered.
+    pub answered_twice: usize,
+    /// Replies that reached a customer after a reply to a later turn.
+    pub replies_out_of_order: usize,
+    /// Chats carrying a customer's conversation beyond one (plus one for each chat Retell ended).
+    pub extra_chats: usize,
+    /// Forms whose conversation neither started nor failed with a reason.
+    pub forms_unfinished: usize,
+    /// Jobs the queue gave up on.
+    pub dead_letters: usize,
+}
+
+impl Violations {
+    pub fn total(&self) -> usize {
+        self.lost
+            + self.answered_twice
+            + self.replies_out_of_order
+            + self.extra_chats
+            + self.forms_unfinished
+            + self.dead_letters
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChaosReport {
+    pub volume: Volume,
+    pub violations: Violations,
+    /// Messages answered by the agent.
+    pub answered: usize,
+    /// Reply parts WhatsApp accepted twice. Graph's send has no idempotency key: a worker
+    /// killed after Graph took a part and before the store recorded it sends the part again
+    /// when the turn is retried (at least once, rather than maybe never). Zero without kills.
+    pub parts_resent_after_kills: usize,
+    /// Chats Retell created whose answer the worker never got (a create-chat that timed out, a
+    /// worker killed before it attached the chat): nothing was ever sent to them, and Retell
+    /// ends them when they stay silent. Retell's create-chat has no idempotency key either.
+    pub empty_chats: usize,
+    /// Messages failed for good, by reason.
+    pub failed: BTreeMap<String, usize>,
+    /// A few examples of each violation, for whoever has to find the cause.
+    pub examples: Vec<String>,
+}
+
+impl ChaosReport {
+    pub fn passed(&self) -> bool {
+        self.violations.total() == 0
+    }
+
+    fn example(&mut self, text: String) {
+        if self.examples.len() < 12 {
+            self.examples.push(text);
+        }
+    }
+}
+
+impl fmt::Display for ChaosReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = &self.volume;
+        writeln!(
+            f,
+            "volume: {} customers, {} messages, {} webhook deliveries ({} duplicates), {} forms ({} posts), {:.1} s",
+            v.customers,
+            v.messages,
+            v.deliveries,
+            v.duplicate_deliveries,
+            v.forms,
+            v.form_posts,
+            v.seconds
+        )?;
+        writeln!(
+            f,
+            "faults: {} workers killed mid-turn in {} jobs, {}/{} Retell requests failed, {}/{} Graph requests failed, {} chats ended by Retell",
+            v.workers_killed,
+            v.jobs_run,
+            v.retell_failures,
+            v.retell_requests,
+            v.graph_failures,
+            v.graph_requests,
+            v.chats_ended_by_retell
+        )?;
+        let failed: usize = self.failed.values().sum();
+        writeln!(
+            f,
+            "outcome: {} messages answered, {} failed with a reason, {} replies sent",
+            self.answered, failed, v.replies
+        )?;
+        for (reason, count) in &self.failed {
+            writeln!(f, "  failed ×{count}: {reason}")?;
+        }
+        writeln!(
+            f,
+            "reply parts sent again after a kill (Graph has no idempotency key): {}",
+            self.parts_resent_after_kills
+        )?;
+        writeln!(
+            f,
+            "chats created whose answer was lost (left empty, never used): {}",
+            self.empty_chats
+        )?;
+        let c = &self.violations;
+        for (name, count) in [
+            ("inbound messages lost", c.lost),
+            ("inbound messages answered twice", c.answered_twice),
+            ("replies out of order", c.replies_out_of_order),
+            ("conversation chats beyond one", c.extra_chats),
+            ("forms neither started nor failed", c.forms_unfinished),
+            ("jobs dead-lettered", c.dead_letters),
+        ] {
+            writeln!(f, "{name:>34}: {count}")?;
+        }
+        for example in &self.examples {
+            writeln!(f, "  e.g. {example}")?;
+        }
+        Ok(())
+    }
+}
+
+type ChaosEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
+type ChaosQueue = InProcessQueue<KillingWorker>;
+
+/// The worker, killed now and then at a random moment of a job: its future is dropped
+/// mid-flight, as a Lambda that dies takes its requests with it, and the job comes back after
+/// the queue's retry delay, as SQS makes it visible again.
+struct KillingWorker {
+    engine: ChaosEngine,
+    kill_rate: f64,
+    kills: AtomicUsize,
+}
+
+impl JobHandler for KillingWorker {
+    async fn handle(&self, job: TurnJob) -> JobDisposition {
+        if fastrand::f64() >= self.kill_rate {
+            return self.engine.handle(job).await;
+        }
+        let kill_after = Duration::from_micros(fastrand::u64(0..40_000));
+        tokio::select! {
+            disposition = self.engine.handle(job) => disposition,
+            () = tokio::time::sleep(kill_after) => {
+                self.kills.fetch_add(1, Ordering::Relaxed);
+                JobDisposition::RetryLater("the worker was killed mid-turn".into())
+            }
+        }
+    }
+}
+
+/// The client timeouts of the run: a slow answer from a stand-in outlasts them.
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(600);
+const SLOW_ANSWER: Duration = Duration::from_millis(900);
+const FORM_SECRET: &str = "chaos-form-secret";
+
+struct World {
+    retell: RetellStandIn,
+    graph: GraphStandIn,
+    webhook: WhatsAppWebhook<PostgrestStore, ChaosQueue>,
+    form: FormIntake<PostgrestStore, ChaosQueue>,
+    queue: ChaosQueue,
+    app_secret: String,
+    deliveries: AtomicUsize,
+    duplicate_deliveries: AtomicUsize,
+    form_posts: AtomicUsize,
+    /// The wamids the webhook acknowledged with a 200: Meta will not send them again.
+    delivered: Mutex<HashSet<String>>,
+    chats_ended: Mutex<HashMap<String, usize>>,
+}
+
+/// A customer of the run: a Mexican mobile, in the form's and WhatsApp's spellings.
+#[derive(Debug, Clone)]
+struct Customer {
+    index: usize,
+    /// The folded key (`52` + 10 digits).
+    key: String,
+    /// `521` + 10 digits, as WhatsApp sends it.
+    wa_id: String,
+    /// `+52 …`, as typed on the form.
+    phone: String,
+}
+
+impl Customer {
+    fn new(run: usize, index: usize) -> Self {
+        // Monterrey (81) numbers, unique to this run: 4 digits of run, 4 of customer.
+        let local = format!("{:04}{:04}", run % 10_000, index);
+        Self {
+            index,
+            key: format!("5281{local}"),
+            wa_id: format!("52181{local}"),
+            phone: format!("+52 81 {local}"),
+        }
+    }
+
+    /// The token that names message `n` of this customer in every text that carries it.
+    fn token(&self, n: usize) -> String {
+        format!("[c{}m{}]", self.index, n)
+    }
+}
+
+/// Runs the plan against `stack` and reports; the stack's tables keep what the run wrote.
+pub async fn run(plan: &ChaosPlan, stack: &LocalStack) -> Result<ChaosReport> {
+    let started = Instant::now();
+    let world = Arc::new(assemble(plan, stack)?);
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run_id = std::process::id() as usize * 31 + RUNS.fetch_add(1, Ordering::Relaxed);
+    let customers: Vec<Customer> = (0..plan.customers)
+        .map(|i| Customer::new(run_id, i))
+        .collect();
+
+    let mut tasks = Vec::new();
+    for customer in &customers {
+        let world = Arc::clone(&world);
+        let plan = plan.clone();
+        let customer = customer.clone();
+        tasks.push(tokio::spawn(async move {
+            customer_writes(&world, &plan, &customer).await
+        }));
+    }
+    let mut forms = 0;
+    for task in tasks {
+        forms += usize::from(task.await.context("a customer's task panicked")??);
+    }
+    let remaining = plan.deadline.saturating_sub(started.elapsed());
+    let _ = tokio::time::timeout(remaining, world.queue.idle()).await;
+
+    check(&world, stack, &customers, forms, started).await
+}
+
+fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
+    let retell = RetellStandIn::start();
+    retell.label_replies();
+    retell.fail_at_random(
+        plan.retell_failure_rate,
+        vec![
+            RetellFault::RateLimited { retry_after_ms: 5 },
+            RetellFault::ServerError,
+            RetellFault::SlowAnswer(SLOW_ANSWER),
+        ],
+    );
+    let graph = GraphStandIn::start();
+    graph.fail_at_random(
+        plan.graph_failure_rate,
+        vec![GraphFault::Code(130_429), GraphFault::Code(131_000)],
+    );
+    let retell_config = RetellConfig {
+        request_timeout: CLIENT_TIMEOUT,
+        completion_timeout: CLIENT_TIMEOUT,
+        ..retell.config()
+    };
+    let whatsapp = WhatsAppConfig {
+        request_timeout: CLIENT_TIMEOUT,
+        ..graph.config()
+    };
+    // A killed turn holds its customer until its lease runs out: keep it short.
+    let engine_config = EngineConfig::from_env(&Env::from_pairs([("TURN_LEASE_SECONDS", "2")]))?;
+    let http = shared::http::client();
+    let engine = Engine::new(
+        stack.store(),
+        RetellClient::new(&retell_config, http.clone()).with_retry_policy(FAST_RETRIES),
+        GraphClient::new(&whatsapp, http).with_retry_policy(FAST_RETRIES, Duration::from_millis(1)),
+        engine_config,
+        TemplateConfig {
+            name: whatsapp.template_name.clone(),
+            language: whatsapp.template_language.clone(),
+        },
+    );
+    let queue = InProcessQueue::new(
+        Arc::new(KillingWorker {
+            engine,
+            kill_rate: plan.kill_rate,
+            kills: AtomicUsize::new(0),
+        }),
+        // Enough receives to outlast a killed turn's lease several times over.
+        InProcessSettings {
+            retry_delay: Duration::from_millis(400),
+            max_receives: 40,
+            ..InProcessSettings::default()
+        },
+    );
+    let webhook_config = graph.webhook_config();
+    let app_secret = secrecy::ExposeSecret::expose_secret(&webhook_config.app_secret).to_owned();
+    Ok(World {
+        webhook: WhatsAppWebhook::new(stack.store(), queue.clone(), &webhook_config),
+        form: FormIntake::new(
+            stack.store(),
+            queue.clone(),
+            FormConfig {
+                shared_secret: FORM_SECRET.to_owned().into(),
+                default_country: CountryId::MX,
+                allowed_origins: Vec::new(),
+                max_body_bytes: FormConfig::DEFAULT_MAX_BODY_BYTES,
+            },
+        ),
+        queue,
+        retell,
+        graph,
+        app_secret,
+        deliveries: AtomicUsize::new(0),
+        duplicate_deliveries: AtomicUsize::new(0),
+        form_posts: AtomicUsize::new(0),
+        delivered: Mutex::new(HashSet::new()),
+        chats_ended: Mutex::new(HashMap::new()),
+    })
+}
+
+/// One customer: maybe the form (sometimes twice), then bursts of 3–5 messages within a second,
+/// each burst delivered in shuffled order, some messages again later. Returns whether the
+/// customer sent the form.
+async fn customer_writes(
+    world: &Arc<World>,
+    plan: &ChaosPlan,
+    customer: &Customer,
+) -> Result<bool> {
+    // Customers do not all arrive at once.
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..2_000))).await;
+    let sends_form = fastrand::f64() < plan.form_rate;
+    if sends_form {
+        post_form(world, customer).await?;
+        if fastrand::f64() < plan.duplicate_rate {
+            post_form(world, customer).await?;
+        }
+        // The customer answers the template a little later.
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(200..1_500))).await;
+    }
+    let ends_chat_after = (fastrand::f64() < plan.chat_end_rate).then(|| fastrand::usize(1..3));
+    let mut redeliveries = Vec::new();
+    let mut sent = 0;
+    let mut burst_number = 0;
+    while sent < plan.messages_per_customer {
+        let size = fastrand::usize(3..=5).min(plan.messages_per_customer - sent);
+        let now = chrono::Utc::now().timestamp();
+        let mut burst: Vec<TextMessage> = (sent..sent + size)
+            .map(|n| TextMessage {
+                wa_id: customer.wa_id.clone(),
+                wamid: format!("wamid.chaos.{}.{n}", customer.key),
+                timestamp: now,
+                text: format!("hola {}", customer.token(n)),
+            })
+            .collect();
+        sent += size;
+        burst_number += 1;
+        fastrand::shuffle(&mut burst);
+        for message in burst {
+            if fastrand::f64() < plan.duplicate_rate {
+                let world = Arc::clone(world);
+                let message = message.clone();
+                redeliveries.push(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(100..6_000))).await;
+                    world.duplicate_deliveries.fetch_add(1, Ordering::Relaxed);
+                    deliver(&world, &message).await
+                }));
+            }
+            deliver(world, &message).await?;
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..200))).await;
+        }
+        if ends_chat_after == Some(burst_number) {
+            // Retell ends the chat (silence, the agent's end tool) while the customer is away.
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            end_current_chat(world, customer);
+        }
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(500..2_500))).await;
+    }
+    for redelivery in redeliveries {
+        redelivery.await.context("a redelivery panicked")??;
+    }
+    Ok(sends_form)
+}
+
+/// One webhook POST, repeated as Meta does until it gets a 200.
+async fn deliver(world: &World, message: &TextMessage) -> Result<()> {
+    let body = text_delivery(std::slice::from_ref(message));
+    let signature = signature(body.as_bytes(), &world.app_secret);
+    for _ in 0..30 {
+        world.deliveries.fetch_add(1, Ordering::Relaxed);
+        let answer = world
+            .webhook
+            .receive(Some(&signature), body.as_bytes())
+            .await;
+        if answer.status == 200 {
+            lock(&world.delivered).insert(message.wamid.clone());
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the webhook never took {}", message.wamid)
+}
+
+async fn post_form(world: &World, customer: &Customer) -> Result<()> {
+    let body = json!({ "name": format!("Cliente {}", customer.index), "phone": customer.phone,
+                       "consent": true, "producto": "seguro de auto" })
+    .to_string();
+    let authorization = format!("Bearer {FORM_SECRET}");
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", authorization.as_str()),
+    ];
+    for _ in 0..30 {
+        world.form_posts.fetch_add(1, Ordering::Relaxed);
+        let answer = world.form.handle("POST", &headers, body.as_bytes()).await;
+        if answer.status == 202 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            answer.status >= 500,
+            "the form was refused: {} {}",
+            answer.status,
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the form of customer {} was never taken", customer.index)
+}
+
+fn end_current_chat(world: &World, customer: &Customer) {
+    let ongoing: Vec<String> = world
+        .retell
+        .chats()
+        .into_iter()
+        .filter(|chat| chat_customer(chat) == Some(customer.key.as_str()))
+        .filter(|chat| chat.status == ChatStatus::Ongoing)
+        .map(|chat| chat.chat_id)
+        .collect();
+    for chat_id in ongoing {
+        world.retell.end(&chat_id);
+        *lock(&world.chats_ended)
+            .entry(customer.key.clone())
+            .or_default() += 1;
+    }
+}
+
+fn chat_customer(chat: &crate::retell_standin::StandInChat) -> Option<&str> {
+    chat.metadata.as_ref()?.get("customer_key")?.as_str()
+}
+
+/// The label the Retell stand-in puts on a reply: `[chat · turno N]`.
+fn reply_label(text: &str) -> Option<(&str, usize)> {
+    let label = text.strip_prefix('[')?.split(']').next()?;
+    let (chat, turn) = label.split_once(" · turno ")?;
+    Some((chat, turn.parse().ok()?))
+}
+
+async fn check(
+    world: &World,
+    stack: &LocalStack,
+    customers: &[Customer],
+    forms: usize,
+    started: Instant,
+) -> Result<ChaosReport> {
+    let mut report = ChaosReport::default();
+    let db = stack.database().await?;
+    let keys: Vec<&str> = customers.iter().map(|c| c.key.as_str()).collect();
+    let rows = db
+        .query(
+            "select wamid, state, coalesce(failure_reason, '') from public.whatsapp_messages \
+             where direction = 'inbound' and customer_key::text = any($1)",
+            &[&keys],
+        )
+        .await
+        .context("reading the inbound messages")?;
+    let stored: HashMap<String, (String, String)> = rows
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect();
+    let form_rows = db
+        .query(
+            "select customer_key::text, status from public.form_submissions \
+             where customer_key::text = any($1)",
+            &[&keys],
+        )
+        .await
+        .context("reading the form submissions")?;
+    report.violations.forms_unfinished = form_rows
+        .iter()
+        .filter(|row| !matches!(row.get::<_, &str>(1), "started" | "failed"))
+        .count();
+
+    let chats = world.retell.chats();
+    let accepted = world.graph.accepted();
+    let chat_order: HashMap<&str, usize> = chats
+        .iter()
+        .enumerate()
+        .map(|(i, chat)| (chat.chat_id.as_str(), i))
+        .collect();
+    let chats_ended = lock(&world.chats_ended).clone();
+    let delivered = lock(&world.delivered).clone();
+
+    let mut messages = 0;
+    for customer in customers {
+        let recipient = format!("+{}", customer.key);
+        let replies: Vec<&str> = accepted
+            .iter()
+            .filter(|m| m.to == recipient && m.message_type == "text")
+            .map(|m| m.text.as_str())
+            .collect();
+        report.volume.replies += replies.len();
+        let user_turns: Vec<String> = chats
+            .iter()
+            .filter(|chat| chat_customer(chat) == Some(customer.key.as_str()))
+            .flat_map(|chat| chat.contents("user"))
+            .collect();
+
+        // Every message the customer wrote, by its token.
+        let wamid_prefix = format!("wamid.chaos.{}.", customer.key);
+        let mut written: Vec<usize> = delivered
+            .iter()
+            .filter_map(|w| w.strip_prefix(&wamid_prefix)?.parse().ok())
+            .collect();
+        written.sort_unstable();
+        messages += written.len();
+        for n in &written {
+            let token = customer.token(*n);
+            let Some((state, reason)) = stored.get(&format!("{wamid_prefix}{n}")) else {
+                report.violations.lost += 1;
+                report.example(format!("{token} was acknowledged but never stored"));
+                continue;
+            };
+            let given_to_agent = user_turns.iter().filter(|t| t.contains(&token)).count();
+            let distinct_replies: BTreeSet<&str> = replies
+                .iter()
+                .copied()
+                .filter(|r| r.contains(&token))
+                .collect();
+            match state.as_str() {
+                "answered" if distinct_replies.is_empty() => {
+                    report.violations.lost += 1;
+                    report.example(format!("{token} is answered but no reply carries it"));
+                }
+                "answered" => report.answered += 1,
+                "failed" => *report.failed.entry(reason.clone()).or_default() += 1,
+                other => {
+                    report.violations.lost += 1;
+                    report.example(format!("{token} is still {other}"));
+                }
+            }
+            if given_to_agent > 1 || distinct_replies.len() > 1 {
+                report.violations.answered_twice += 1;
+                report.example(format!(
+                    "{token} went to the agent {given_to_agent}× and into {} replies: {:?}",
+                    distinct_replies.len(),
+                    user_turns
+                        .iter()
+                        .filter(|t| t.contains(&token))
+                        .collect::<Vec<_>>()
+                ));
+            }
+        }
+
+        // Replies in the order of their turns: (the chat's place, the turn in it).
+        let mut last: Option<(usize, usize)> = None;
+        let mut seen = HashSet::new();
+        for reply in &replies {
+            let Some((chat, turn)) = reply_label(reply) else {
+                continue;
+            };
+            let position = (chat_order.get(chat).copied().unwrap_or(usize::MAX), turn);
+            if !seen.insert(*reply) {
+                report.parts_resent_after_kills += 1;
+                continue;
+            }
+            if last.is_some_and(|last| position < last) {
+                report.violations.replies_out_of_order += 1;
+                report.example(format!(
+                    "out of order for customer {}: {reply}",
+                    customer.index
+                ));
+            }
+            last = Some(position);
+        }
+
+        // Chats that carry the conversation; an empty one is a create-chat whose answer never
+        // came back (a timeout, a kill): no message ever went to it.
+        let (customer_chats, empty): (Vec<_>, Vec<_>) = chats
+            .iter()
+            .filter(|chat| chat_customer(chat) == Some(customer.key.as_str()))
+            .partition(|chat| !chat.messages.is_empty());
+        report.empty_chats += empty.len();
+        let customer_chats = customer_chats.len();
+        let allowed = 1 + chats_ended.get(&customer.key).copied().unwrap_or(0);
+        if customer_chats > allowed {
+            report.violations.extra_chats += customer_chats - allowed;
+            report.example(format!(
+                "customer {} has {customer_chats} chats",
+                customer.index
+            ));
+        }
+    }
+    report.violations.dead_letters = world.queue.dead_letters().len();
+
+    let handler = world.queue.handler();
+    let stats = world.queue.stats();
+    let retell_requests = [
+        crate::RetellOperation::CreateChat,
+        crate::RetellOperation::CreateChatCompletion,
+        crate::RetellOperation::GetChat,
+        crate::RetellOperation::EndChat,
+    ]
+    .into_iter()
+    .flat_map(|op| world.retell.requests(op))
+    .collect::<Vec<_>>();
+    report.volume = Volume {
+        customers: customers.len(),
+        messages,
+        deliveries: world.deliveries.load(Ordering::Relaxed),
+        duplicate_deliveries: world.duplicate_deliveries.load(Ordering::Relaxed),
+        forms,
+        form_posts: world.form_posts.load(Ordering::Relaxed),
+        jobs_run: stats.receives,
+        workers_killed: handler.kills.load(Ordering::Relaxed),
+        chats_ended_by_retell: chats_ended.values().sum(),
+        retell_requests: retell_requests.len(),
+        retell_failures: retell_requests
+            .iter()
+            .filter(|r| r.status != 200 && r.status != 201 && r.status != 204)
+            .count(),
+        graph_requests: world.graph.request_count(),
+        graph_failures: world
+            .graph
+            .request_count()
+            .saturating_sub(accepted.len() + world.graph.read_receipts().len()),
+        replies: report.volume.replies,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok(report)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
