@@ -3,15 +3,9 @@
 
 use std::collections::HashMap;
 
-use hmac::{Hmac, Mac};
 use serde_json::json;
 use test_support::dev::{DevBridge, SANDBOX_FORM_SECRET};
-
-fn sign(body: &str, secret: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+use test_support::meta_webhook::signature;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_then_three_whatsapp_replies_make_one_conversation_in_the_sandbox() {
@@ -57,7 +51,7 @@ async fn a_form_then_three_whatsapp_replies_make_one_conversation_in_the_sandbox
         .to_string();
         let answer = http
             .post(format!("{base}/whatsapp"))
-            .header("x-hub-signature-256", sign(&body, secret))
+            .header("x-hub-signature-256", signature(body.as_bytes(), secret))
             .header("content-type", "application/json")
             .body(body)
             .send()

@@ -3,13 +3,13 @@
 
 use std::sync::Mutex;
 
-use hmac::{Hmac, Mac};
 use lambda_http::Body;
 use serde_json::{Value, json};
 use shared::domain::CustomerKey;
 use shared::ingress::whatsapp::WhatsAppWebhook;
 use shared::queue::{QueueError, TurnJob, TurnQueue};
 use shared::store::PostgrestStore;
+use test_support::meta_webhook::{TextMessage, signature, text_delivery};
 use test_support::{GraphStandIn, LocalStack};
 
 const POST_FIXTURE: &str =
@@ -38,12 +38,6 @@ impl TurnQueue for &RecordingQueue {
     }
 }
 
-fn sign(body: &str, secret: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// API Gateway's event for Meta's POST of `body`, with this signature header (or none).
 fn post_event(body: &str, signature: Option<String>) -> lambda_http::Request {
     let mut event: Value = serde_json::from_str(POST_FIXTURE).unwrap();
@@ -62,28 +56,21 @@ fn post_event(body: &str, signature: Option<String>) -> lambda_http::Request {
 }
 
 fn signed(body: &str) -> lambda_http::Request {
-    post_event(body, Some(sign(body, APP_SECRET)))
+    post_event(body, Some(signature(body.as_bytes(), APP_SECRET)))
 }
 
-/// A text message from a Mexican mobile in WhatsApp's `521…` form.
+/// Text messages from Mexican mobiles in WhatsApp's `521…` form: (wa_id, wamid, text).
 fn text_payload(wa_ids_and_texts: &[(&str, &str, &str)]) -> String {
-    let messages: Vec<Value> = wa_ids_and_texts
+    let messages: Vec<TextMessage> = wa_ids_and_texts
         .iter()
-        .map(|(wa_id, wamid, text)| {
-            json!({ "from": wa_id, "id": wamid, "timestamp": chrono::Utc::now().timestamp().to_string(),
-                    "type": "text", "text": { "body": text } })
+        .map(|(wa_id, wamid, text)| TextMessage {
+            wa_id: wa_id.to_string(),
+            wamid: wamid.to_string(),
+            timestamp: chrono::Utc::now().timestamp(),
+            text: text.to_string(),
         })
         .collect();
-    let contacts: Vec<Value> = wa_ids_and_texts
-        .iter()
-        .map(|(wa_id, _, _)| json!({ "profile": { "name": "Lupita" }, "wa_id": wa_id }))
-        .collect();
-    json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398", "changes": [{
-        "field": "messages",
-        "value": { "messaging_product": "whatsapp",
-                   "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
-                   "contacts": contacts, "messages": messages } }] }] })
-    .to_string()
+    text_delivery(&messages)
 }
 
 fn unique(label: &str) -> String {
@@ -174,14 +161,17 @@ async fn a_bad_signature_is_refused_and_nothing_is_stored() {
         ("missing", post_event(&body, None)),
         (
             "wrong secret",
-            post_event(&body, Some(sign(&body, "another-app-secret"))),
+            post_event(
+                &body,
+                Some(signature(body.as_bytes(), "another-app-secret")),
+            ),
         ),
         ("not hex", post_event(&body, Some("sha256=zz".into()))),
         (
             "tampered body",
             post_event(
                 &body.replace("Dónde", "Donde"),
-                Some(sign(&body, APP_SECRET)),
+                Some(signature(body.as_bytes(), APP_SECRET)),
             ),
         ),
     ];
