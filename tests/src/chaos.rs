@@ -23,8 +23,12 @@ use shared::retell::RetellClient;
 use shared::store::PostgrestStore;
 use shared::whatsapp::GraphClient;
 
+use crate::graph_standin::AcceptedMessage;
 use crate::meta_webhook::{TextMessage, signature, text_delivery};
-use crate::{FAST_RETRIES, GraphFault, GraphStandIn, LocalStack, RetellFault, RetellStandIn};
+use crate::retell_standin::{RetellRequest, StandInChat};
+use crate::{
+    FAST_RETRIES, GraphFault, GraphStandIn, LocalStack, RetellFault, RetellOperation, RetellStandIn,
+};
 
 /// What the run does, and how hard.
 #[derive(Debug, Clone)]
@@ -519,7 +523,7 @@ fn end_current_chat(world: &World, customer: &Customer) {
         .chats()
         .into_iter()
         .filter(|chat| chat_customer(chat) == Some(customer.key.as_str()))
-        .filter(|chat| chat.status == ChatStatus::Ongoing)
+        .filter(|chat| chat.status == ChatStatus::Ongoing && !chat.messages.is_empty())
         .map(|chat| chat.chat_id)
         .collect();
     for chat_id in ongoing {
@@ -530,7 +534,7 @@ fn end_current_chat(world: &World, customer: &Customer) {
     }
 }
 
-fn chat_customer(chat: &crate::retell_standin::StandInChat) -> Option<&str> {
+fn chat_customer(chat: &StandInChat) -> Option<&str> {
     chat.metadata.as_ref()?.get("customer_key")?.as_str()
 }
 
@@ -541,6 +545,56 @@ fn reply_label(text: &str) -> Option<(&str, usize)> {
     Some((chat, turn.parse().ok()?))
 }
 
+/// What the run left behind: the database's rows and the stand-ins' records.
+struct Records {
+    /// Inbound messages by wamid: (state, failure reason).
+    stored: HashMap<String, (String, String)>,
+    chats: Vec<StandInChat>,
+    accepted: Vec<AcceptedMessage>,
+    delivered: HashSet<String>,
+    chats_ended: HashMap<String, usize>,
+}
+
+impl Records {
+    async fn read(world: &World, stack: &LocalStack, keys: &[&str]) -> Result<(Records, usize)> {
+        let db = stack.database().await?;
+        let rows = db
+            .query(
+                "select wamid, state, coalesce(failure_reason, '') from public.whatsapp_messages \
+                 where direction = 'inbound' and customer_key::text = any($1)",
+                &[&keys],
+            )
+            .await
+            .context("reading the inbound messages")?;
+        let forms_unfinished = db
+            .query(
+                "select 1 from public.form_submissions \
+                 where customer_key::text = any($1) and status not in ('started', 'failed')",
+                &[&keys],
+            )
+            .await
+            .context("reading the form submissions")?
+            .len();
+        let records = Records {
+            stored: rows
+                .iter()
+                .map(|row| (row.get(0), (row.get(1), row.get(2))))
+                .collect(),
+            chats: world.retell.chats(),
+            accepted: world.graph.accepted(),
+            delivered: lock(&world.delivered).clone(),
+            chats_ended: lock(&world.chats_ended).clone(),
+        };
+        Ok((records, forms_unfinished))
+    }
+
+    fn chats_of<'r>(&'r self, customer: &'r Customer) -> impl Iterator<Item = &'r StandInChat> {
+        self.chats
+            .iter()
+            .filter(|chat| chat_customer(chat) == Some(customer.key.as_str()))
+    }
+}
+
 async fn check(
     world: &World,
     stack: &LocalStack,
@@ -548,157 +602,36 @@ async fn check(
     forms: usize,
     started: Instant,
 ) -> Result<ChaosReport> {
-    let mut report = ChaosReport::default();
-    let db = stack.database().await?;
     let keys: Vec<&str> = customers.iter().map(|c| c.key.as_str()).collect();
-    let rows = db
-        .query(
-            "select wamid, state, coalesce(failure_reason, '') from public.whatsapp_messages \
-             where direction = 'inbound' and customer_key::text = any($1)",
-            &[&keys],
-        )
-        .await
-        .context("reading the inbound messages")?;
-    let stored: HashMap<String, (String, String)> = rows
-        .iter()
-        .map(|row| (row.get(0), (row.get(1), row.get(2))))
-        .collect();
-    let form_rows = db
-        .query(
-            "select customer_key::text, status from public.form_submissions \
-             where customer_key::text = any($1)",
-            &[&keys],
-        )
-        .await
-        .context("reading the form submissions")?;
-    report.violations.forms_unfinished = form_rows
-        .iter()
-        .filter(|row| !matches!(row.get::<_, &str>(1), "started" | "failed"))
-        .count();
-
-    let chats = world.retell.chats();
-    let accepted = world.graph.accepted();
-    let chat_order: HashMap<&str, usize> = chats
-        .iter()
-        .enumerate()
-        .map(|(i, chat)| (chat.chat_id.as_str(), i))
-        .collect();
-    let chats_ended = lock(&world.chats_ended).clone();
-    let delivered = lock(&world.delivered).clone();
-
+    let (records, forms_unfinished) = Records::read(world, stack, &keys).await?;
+    let mut report = ChaosReport::default();
+    report.violations.forms_unfinished = forms_unfinished;
+    report.violations.dead_letters = world.queue.dead_letters().len();
     let mut messages = 0;
+    let mut replies = 0;
     for customer in customers {
-        let recipient = format!("+{}", customer.key);
-        let replies: Vec<&str> = accepted
+        let customer_replies: Vec<&str> = records
+            .accepted
             .iter()
-            .filter(|m| m.to == recipient && m.message_type == "text")
+            .filter(|m| m.to == format!("+{}", customer.key) && m.message_type == "text")
             .map(|m| m.text.as_str())
             .collect();
-        report.volume.replies += replies.len();
-        let user_turns: Vec<String> = chats
-            .iter()
-            .filter(|chat| chat_customer(chat) == Some(customer.key.as_str()))
-            .flat_map(|chat| chat.contents("user"))
-            .collect();
-
-        // Every message the customer wrote, by its token.
-        let wamid_prefix = format!("wamid.chaos.{}.", customer.key);
-        let mut written: Vec<usize> = delivered
-            .iter()
-            .filter_map(|w| w.strip_prefix(&wamid_prefix)?.parse().ok())
-            .collect();
-        written.sort_unstable();
-        messages += written.len();
-        for n in &written {
-            let token = customer.token(*n);
-            let Some((state, reason)) = stored.get(&format!("{wamid_prefix}{n}")) else {
-                report.violations.lost += 1;
-                report.example(format!("{token} was acknowledged but never stored"));
-                continue;
-            };
-            let given_to_agent = user_turns.iter().filter(|t| t.contains(&token)).count();
-            let distinct_replies: BTreeSet<&str> = replies
-                .iter()
-                .copied()
-                .filter(|r| r.contains(&token))
-                .collect();
-            match state.as_str() {
-                "answered" if distinct_replies.is_empty() => {
-                    report.violations.lost += 1;
-                    report.example(format!("{token} is answered but no reply carries it"));
-                }
-                "answered" => report.answered += 1,
-                "failed" => *report.failed.entry(reason.clone()).or_default() += 1,
-                other => {
-                    report.violations.lost += 1;
-                    report.example(format!("{token} is still {other}"));
-                }
-            }
-            if given_to_agent > 1 || distinct_replies.len() > 1 {
-                report.violations.answered_twice += 1;
-                report.example(format!(
-                    "{token} went to the agent {given_to_agent}× and into {} replies: {:?}",
-                    distinct_replies.len(),
-                    user_turns
-                        .iter()
-                        .filter(|t| t.contains(&token))
-                        .collect::<Vec<_>>()
-                ));
-            }
-        }
-
-        // Replies in the order of their turns: (the chat's place, the turn in it).
-        let mut last: Option<(usize, usize)> = None;
-        let mut seen = HashSet::new();
-        for reply in &replies {
-            let Some((chat, turn)) = reply_label(reply) else {
-                continue;
-            };
-            let position = (chat_order.get(chat).copied().unwrap_or(usize::MAX), turn);
-            if !seen.insert(*reply) {
-                report.parts_resent_after_kills += 1;
-                continue;
-            }
-            if last.is_some_and(|last| position < last) {
-                report.violations.replies_out_of_order += 1;
-                report.example(format!(
-                    "out of order for customer {}: {reply}",
-                    customer.index
-                ));
-            }
-            last = Some(position);
-        }
-
-        // Chats that carry the conversation; an empty one is a create-chat whose answer never
-        // came back (a timeout, a kill): no message ever went to it.
-        let (customer_chats, empty): (Vec<_>, Vec<_>) = chats
-            .iter()
-            .filter(|chat| chat_customer(chat) == Some(customer.key.as_str()))
-            .partition(|chat| !chat.messages.is_empty());
-        report.empty_chats += empty.len();
-        let customer_chats = customer_chats.len();
-        let allowed = 1 + chats_ended.get(&customer.key).copied().unwrap_or(0);
-        if customer_chats > allowed {
-            report.violations.extra_chats += customer_chats - allowed;
-            report.example(format!(
-                "customer {} has {customer_chats} chats",
-                customer.index
-            ));
-        }
+        replies += customer_replies.len();
+        messages += check_messages(&mut report, &records, customer, &customer_replies);
+        check_reply_order(&mut report, &records, customer, &customer_replies);
+        check_chats(&mut report, &records, customer);
     }
-    report.violations.dead_letters = world.queue.dead_letters().len();
 
-    let handler = world.queue.handler();
-    let stats = world.queue.stats();
-    let retell_requests = [
-        crate::RetellOperation::CreateChat,
-        crate::RetellOperation::CreateChatCompletion,
-        crate::RetellOperation::GetChat,
-        crate::RetellOperation::EndChat,
+    let retell_requests: Vec<RetellRequest> = [
+        RetellOperation::CreateChat,
+        RetellOperation::CreateChatCompletion,
+        RetellOperation::GetChat,
+        RetellOperation::EndChat,
     ]
     .into_iter()
     .flat_map(|op| world.retell.requests(op))
-    .collect::<Vec<_>>();
+    .collect();
+    let graph_requests = world.graph.request_count();
     report.volume = Volume {
         customers: customers.len(),
         messages,
@@ -706,23 +639,127 @@ async fn check(
         duplicate_deliveries: world.duplicate_deliveries.load(Ordering::Relaxed),
         forms,
         form_posts: world.form_posts.load(Ordering::Relaxed),
-        jobs_run: stats.receives,
-        workers_killed: handler.kills.load(Ordering::Relaxed),
-        chats_ended_by_retell: chats_ended.values().sum(),
+        jobs_run: world.queue.stats().receives,
+        workers_killed: world.queue.handler().kills.load(Ordering::Relaxed),
+        chats_ended_by_retell: records.chats_ended.values().sum(),
         retell_requests: retell_requests.len(),
+        // Status 0: the client gave up waiting.
         retell_failures: retell_requests
             .iter()
-            .filter(|r| r.status != 200 && r.status != 201 && r.status != 204)
+            .filter(|r| !matches!(r.status, 200 | 201 | 204))
             .count(),
-        graph_requests: world.graph.request_count(),
-        graph_failures: world
-            .graph
-            .request_count()
-            .saturating_sub(accepted.len() + world.graph.read_receipts().len()),
-        replies: report.volume.replies,
+        graph_requests,
+        graph_failures: graph_requests
+            .saturating_sub(records.accepted.len() + world.graph.read_receipts().len()),
+        replies,
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok(report)
+}
+
+/// Each message the webhook acknowledged: stored, answered by exactly one reply (or failed
+/// with a reason), given to the agent once. Returns how many there were.
+fn check_messages(
+    report: &mut ChaosReport,
+    records: &Records,
+    customer: &Customer,
+    replies: &[&str],
+) -> usize {
+    let user_turns: Vec<String> = records
+        .chats_of(customer)
+        .flat_map(|chat| chat.contents("user"))
+        .collect();
+    let wamid_prefix = format!("wamid.chaos.{}.", customer.key);
+    let written: Vec<usize> = records
+        .delivered
+        .iter()
+        .filter_map(|w| w.strip_prefix(&wamid_prefix)?.parse().ok())
+        .collect();
+    for n in &written {
+        let token = customer.token(*n);
+        let Some((state, reason)) = records.stored.get(&format!("{wamid_prefix}{n}")) else {
+            report.violations.lost += 1;
+            report.example(format!("{token} was acknowledged but never stored"));
+            continue;
+        };
+        let given_to_agent: Vec<&String> =
+            user_turns.iter().filter(|t| t.contains(&token)).collect();
+        let answers: BTreeSet<&str> = replies
+            .iter()
+            .copied()
+            .filter(|r| r.contains(&token))
+            .collect();
+        match state.as_str() {
+            "answered" if answers.is_empty() => {
+                report.violations.lost += 1;
+                report.example(format!("{token} is answered but no reply carries it"));
+            }
+            "answered" => report.answered += 1,
+            "failed" => *report.failed.entry(reason.clone()).or_default() += 1,
+            other => {
+                report.violations.lost += 1;
+                report.example(format!("{token} is still {other}"));
+            }
+        }
+        if given_to_agent.len() > 1 || answers.len() > 1 {
+            report.violations.answered_twice += 1;
+            report.example(format!(
+                "{token} went to the agent as {given_to_agent:?} and into {} replies",
+                answers.len()
+            ));
+        }
+    }
+    written.len()
+}
+
+/// Replies reach the customer in the order of their turns: (the chat's place, the turn in it),
+/// as the Retell stand-in labels them. A part accepted again is counted, not judged.
+fn check_reply_order(
+    report: &mut ChaosReport,
+    records: &Records,
+    customer: &Customer,
+    replies: &[&str],
+) {
+    let mut last: Option<(usize, usize)> = None;
+    let mut seen = HashSet::new();
+    for reply in replies {
+        let Some((chat, turn)) = reply_label(reply) else {
+            continue;
+        };
+        if !seen.insert(*reply) {
+            report.parts_resent_after_kills += 1;
+            continue;
+        }
+        // Chat ids grow with creation: their order is the chats' order.
+        let chat_place = records.chats.iter().position(|c| c.chat_id == chat);
+        let position = (chat_place.unwrap_or(usize::MAX), turn);
+        if last.is_some_and(|last| position < last) {
+            report.violations.replies_out_of_order += 1;
+            report.example(format!(
+                "out of order for customer {}: {reply}",
+                customer.index
+            ));
+        }
+        last = Some(position);
+    }
+}
+
+/// One chat carries the conversation, and one more for each chat Retell ended. An empty chat is
+/// a create-chat whose answer never came back (a timeout, a kill): nothing ever went to it.
+fn check_chats(report: &mut ChaosReport, records: &Records, customer: &Customer) {
+    let (conversation, empty): (Vec<_>, Vec<_>) = records
+        .chats_of(customer)
+        .partition(|chat| !chat.messages.is_empty());
+    report.empty_chats += empty.len();
+    let allowed = 1 + records.chats_ended.get(&customer.key).copied().unwrap_or(0);
+    if conversation.len() > allowed {
+        report.violations.extra_chats += conversation.len() - allowed;
+        report.example(format!(
+            "customer {} has {} chats",
+            customer.index,
+            conversation.len()
+        ));
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
