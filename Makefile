@@ -82,3 +82,24 @@ deploy: check
 	  echo "sam deploy"; \
 	  "$(DEPLOY_TOOLS)/bin/sam" deploy --template-file template.yaml; \
 	fi
+
+# libFuzzer on the webhook, form and customer-key parsers, FUZZ_SECONDS (default 600) per target.
+.PHONY: fuzz
+fuzz:
+	@scripts/fuzz.sh
+
+# The chaos run: 200 customers, duplicates, out-of-order bursts, Retell and Graph failures and
+# workers killed mid-turn on a local stack of its own; fails if anything is lost or doubled.
+# (A short run is part of `make test`.)
+.PHONY: chaos
+chaos:
+	@scripts/install-test-deps.sh
+	cargo run --quiet -p bridge-tests --bin chaos
+
+# ---------------------------------------------------------------- benchmarks (issue 7)
+.PHONY: bench
+
+# The functions' release binaries on the local stack: a table beside the targets, every figure
+# in target/bench/report.json, the latency chart in target/bench/latency.png. Reports, never fails.
+bench:
+	@scripts/bench.sh

@@ -2,11 +2,15 @@
 //! stack (PostgreSQL + a PostgREST-compatible server) and the stand-ins for the services we
 //! cannot reach from here. Never linked into a Lambda binary.
 
+pub mod bench;
+pub mod chaos;
 pub mod dev;
 pub mod graph_standin;
+pub mod meta_webhook;
 pub mod moto;
 mod process;
 pub mod retell_standin;
+pub mod runtime_api;
 pub mod schema;
 pub mod stack;
 mod standin;

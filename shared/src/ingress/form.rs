@@ -144,8 +144,7 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
             Some(key) => Some(parse_idempotency_key(key)?),
             None => None,
         };
-        let input = encoding.parse(body)?;
-        let form = ValidForm::from_input(input, self.config.default_country, encoding)?;
+        let form = encoding.read(body, self.config.default_country)?;
         let customer_key = CustomerKey::from_phone(&form.phone);
         tracing::Span::current().record("customer", tracing::field::display(customer_key.masked()));
 
@@ -315,6 +314,18 @@ fn preflight(origin: Option<&str>, allowed: bool) -> HttpAnswer {
         ]);
     }
     answer
+}
+
+/// The content type, the body's syntax and the fields checked as `POST /form` checks them
+/// (without the credentials and the `Idempotency-Key`): the form, or the 4xx answer it gets.
+pub fn read_form(
+    content_type: Option<&str>,
+    body: &[u8],
+    default_country: CountryId,
+) -> Result<ValidForm, HttpAnswer> {
+    Encoding::of(content_type)
+        .and_then(|encoding| encoding.read(body, default_country))
+        .map_err(Rejection::into_answer)
 }
 
 /// The idempotency key of a submission sent without one: a SHA-256 of the customer, the name,
@@ -509,6 +520,12 @@ impl Encoding {
         Ok(encoding)
     }
 
+    /// The body's syntax, then its fields.
+    fn read(self, body: &[u8], country: CountryId) -> Result<ValidForm, Rejection> {
+        let input = self.parse(body)?;
+        ValidForm::from_input(input, country, self)
+    }
+
     /// The body's fields, in order, before validation.
     fn parse(self, body: &[u8]) -> Result<Vec<(String, Input)>, Rejection> {
         let malformed = |message: String| Rejection::new(400, "malformed_body", message);
@@ -574,10 +591,13 @@ impl Input {
 
 /// A form that passed every check.
 #[derive(Debug)]
-struct ValidForm {
-    name: String,
-    phone: PhoneNumber,
-    fields: BTreeMap<String, String>,
+pub struct ValidForm {
+    /// The name, trimmed.
+    pub name: String,
+    /// The customer's mobile, in E.164 form.
+    pub phone: PhoneNumber,
+    /// The extra fields (the agent's dynamic variables), by name.
+    pub fields: BTreeMap<String, String>,
 }
 
 impl ValidForm {

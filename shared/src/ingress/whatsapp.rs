@@ -139,18 +139,23 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
 
 /// What one delivery carries, sorted for the store.
 #[derive(Debug, Default)]
-struct Delivery {
-    messages: Vec<InboundMessage>,
-    statuses: Vec<DeliveryUpdate>,
-    unprocessed: Vec<UnprocessedEvent>,
+pub struct Delivery {
+    /// The customers' messages, in the order of the payload.
+    pub messages: Vec<InboundMessage>,
+    /// Status updates of the messages we sent.
+    pub statuses: Vec<DeliveryUpdate>,
+    /// What could not be used (errors, unknown events, an unreadable body), kept for inspection.
+    pub unprocessed: Vec<UnprocessedEvent>,
 }
 
 impl Delivery {
-    fn is_empty(&self) -> bool {
+    /// Whether the delivery carries nothing at all.
+    pub fn is_empty(&self) -> bool {
         self.messages.is_empty() && self.statuses.is_empty() && self.unprocessed.is_empty()
     }
 
-    fn read(raw_body: &[u8]) -> Delivery {
+    /// Sorts a webhook body (already authenticated) into messages, statuses and the rest.
+    pub fn read(raw_body: &[u8]) -> Delivery {
         let payload: WebhookPayload = match serde_json::from_slice(raw_body) {
             Ok(payload) => payload,
             Err(error) => {

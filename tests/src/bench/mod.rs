@@ -1,0 +1,282 @@
+//! `make bench`: the functions' release binaries run under a local Lambda Runtime API against
+//! the local stack (PostgreSQL behind `postrust`), moto's SQS and the Retell and Graph
+//! stand-ins, all on loopback. It measures ingress latency under load, the worker's own time per
+//! turn and its database round trips, cold starts against a hello-world function, binary sizes
+//! and peak memory, and reports them beside the product's targets. Benchmarks report; they
+//! never fail on a missed target.
+
+mod cold_start;
+mod ingress;
+mod instant_sqs;
+pub mod report;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde::Serialize;
+
+use crate::moto::MotoServer;
+use crate::runtime_api::LambdaFunction;
+use crate::{GraphStandIn, LocalStack, RetellStandIn, graph_standin, retell_standin};
+use instant_sqs::InstantSqs;
+
+pub use report::Report;
+
+/// The functions measured, as their binaries are named.
+pub const WHATSAPP_INBOUND: &str = "whatsapp-inbound";
+pub const FORM_INTAKE: &str = "form-intake";
+pub const CONVERSATION_WORKER: &str = "conversation-worker";
+/// The baseline of the cold starts: a hello-world `lambda_http` function.
+pub const HELLO_LAMBDA: &str = "hello-lambda";
+
+const APP_SECRET: &str = "bench-app-secret";
+/// The token the verification fixture echoes.
+const VERIFY_TOKEN: &str = "standin-verify-token";
+const FORM_SECRET: &str = "bench-form-secret";
+/// Time for a process's INIT before it counts as failed.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the binaries are and where the results go.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The release build of the functions and of `hello-lambda` (`target/release`).
+    pub binaries: PathBuf,
+    /// Cross-built Lambda bootstraps (`target/lambda`), reported when present.
+    pub lambda_bootstraps: PathBuf,
+    /// `report.json` and the functions' logs (`target/bench`).
+    pub output: PathBuf,
+    /// Fewer and shorter runs, to try the harness itself.
+    pub quick: bool,
+}
+
+/// Everything the functions talk to, started once for the whole run.
+pub struct Bench {
+    settings: Settings,
+    stack: LocalStack,
+    retell: RetellStandIn,
+    graph: GraphStandIn,
+    moto: MotoServer,
+    _instant_sqs: InstantSqs,
+    /// The FIFO queue of turns on moto, and on the instant SQS.
+    queues: [TurnQueue; 2],
+}
+
+/// An SQS the ingress functions send their jobs to.
+#[derive(Debug, Clone)]
+pub struct TurnQueue {
+    pub name: &'static str,
+    pub queue_url: String,
+    pub endpoint_url: String,
+}
+
+impl TurnQueue {
+    fn is_moto(&self) -> bool {
+        self.name == MOTO
+    }
+}
+
+const MOTO: &str = "moto";
+const INSTANT_SQS: &str = "instant";
+
+impl Bench {
+    pub async fn set_up(settings: Settings) -> Result<Bench> {
+        for name in [
+            WHATSAPP_INBOUND,
+            FORM_INTAKE,
+            CONVERSATION_WORKER,
+            HELLO_LAMBDA,
+        ] {
+            let binary = settings.binaries.join(name);
+            ensure!(
+                binary.exists(),
+                "{} is missing: build it first (cargo build --release -p {name})",
+                binary.display()
+            );
+        }
+        std::fs::create_dir_all(settings.output.join("logs"))
+            .with_context(|| format!("creating {}", settings.output.display()))?;
+        let stack = LocalStack::start().context("starting the local stack")?;
+        let moto = MotoServer::start().context("starting moto's SQS server")?;
+        let instant_sqs = InstantSqs::start();
+        let queues = [
+            TurnQueue {
+                name: MOTO,
+                queue_url: moto.create_fifo_queue("bench-turns").await,
+                endpoint_url: moto.endpoint_url(),
+            },
+            TurnQueue {
+                name: INSTANT_SQS,
+                queue_url: instant_sqs.queue_url(),
+                endpoint_url: instant_sqs.endpoint_url(),
+            },
+        ];
+        Ok(Bench {
+            settings,
+            stack,
+            retell: RetellStandIn::start(),
+            graph: GraphStandIn::start(),
+            moto,
+            _instant_sqs: instant_sqs,
+            queues,
+        })
+    }
+
+    /// Runs every measurement, printing progress on stderr.
+    pub async fn run(&self) -> Result<Report> {
+        let machine = report::Machine::describe();
+        eprintln!("bench: ingress under load");
+        let ingress = ingress::measure(self).await?;
+        eprintln!("bench: the worker's own time per turn");
+        let worker = worker::measure(self).await?;
+        eprintln!("bench: cold starts");
+        let cold_starts = cold_start::measure(self).await?;
+        let sizes = report::Sizes::read(&self.settings.binaries, &self.settings.lambda_bootstraps);
+        Ok(Report::new(machine, ingress, worker, cold_starts, sizes))
+    }
+
+    /// `name`'s release binary with the environment its deployment gives it, pointed at the
+    /// local services: `rest_url` for the store (the stack's, or a proxy in front of it), and
+    /// moto for the queue.
+    fn function(&self, name: &str, rest_url: &str) -> LambdaFunction {
+        self.function_on(name, rest_url, &self.queues[0])
+    }
+
+    /// [`Self::function`] with the ingress functions sending to `queue`.
+    fn function_on(&self, name: &str, rest_url: &str, queue: &TurnQueue) -> LambdaFunction {
+        let mut env: Vec<(&str, String)> = vec![
+            ("SUPABASE_REST_URL", rest_url.to_owned()),
+            (
+                "SUPABASE_SERVICE_ROLE_KEY",
+                self.stack.service_role_key.clone(),
+            ),
+            // What Lambda sets from the template's LogLevel (default INFO).
+            ("AWS_LAMBDA_LOG_LEVEL", "INFO".to_owned()),
+        ];
+        let queue = [
+            ("TURN_QUEUE_URL", queue.queue_url.clone()),
+            ("SQS_ENDPOINT_URL", queue.endpoint_url.clone()),
+        ];
+        match name {
+            WHATSAPP_INBOUND => {
+                env.extend(queue);
+                env.push(("WHATSAPP_APP_SECRET", APP_SECRET.to_owned()));
+                env.push(("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN.to_owned()));
+            }
+            FORM_INTAKE => {
+                env.extend(queue);
+                env.push(("FORM_SHARED_SECRET", FORM_SECRET.to_owned()));
+                env.push(("FORM_DEFAULT_COUNTRY", "MX".to_owned()));
+                env.push(("FORM_ALLOWED_ORIGINS", "https://www.example.com".to_owned()));
+            }
+            CONVERSATION_WORKER => {
+                let retell = self.retell.config();
+                let whatsapp = self.graph.config();
+                env.extend([
+                    ("RETELL_API_KEY", retell_standin::API_KEY.to_owned()),
+                    ("RETELL_AGENT_ID", retell.agent_id),
+                    ("RETELL_BASE_URL", retell.base_url),
+                    (
+                        "WHATSAPP_ACCESS_TOKEN",
+                        graph_standin::ACCESS_TOKEN.to_owned(),
+                    ),
+                    ("WHATSAPP_PHONE_NUMBER_ID", whatsapp.phone_number_id),
+                    ("WHATSAPP_GRAPH_URL", whatsapp.graph_url),
+                    ("WHATSAPP_API_VERSION", whatsapp.api_version),
+                    ("WHATSAPP_TEMPLATE_NAME", whatsapp.template_name),
+                    ("WHATSAPP_TEMPLATE_LANGUAGE", whatsapp.template_language),
+                ]);
+            }
+            _ => env.clear(), // hello-lambda reads nothing
+        }
+        LambdaFunction {
+            name: name.to_owned(),
+            binary: self.settings.binaries.join(name),
+            env: env
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            log: Some(
+                self.settings
+                    .output
+                    .join("logs")
+                    .join(format!("{name}.log")),
+            ),
+        }
+    }
+
+    fn quick(&self) -> bool {
+        self.settings.quick
+    }
+}
+
+/// A latency distribution: percentiles, and the samples for the chart.
+#[derive(Debug, Clone, Serialize)]
+pub struct Distribution {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+    /// Every sample, sorted, in milliseconds.
+    pub samples_ms: Vec<f64>,
+}
+
+impl Distribution {
+    pub fn of(samples: impl IntoIterator<Item = Duration>) -> Distribution {
+        let mut samples_ms: Vec<f64> = samples.into_iter().map(millis).collect();
+        samples_ms.sort_by(f64::total_cmp);
+        let count = samples_ms.len();
+        let mean_ms = if count == 0 {
+            0.0
+        } else {
+            samples_ms.iter().sum::<f64>() / count as f64
+        };
+        Distribution {
+            count,
+            p50_ms: percentile(&samples_ms, 50.0),
+            p90_ms: percentile(&samples_ms, 90.0),
+            p99_ms: percentile(&samples_ms, 99.0),
+            max_ms: samples_ms.last().copied().unwrap_or(0.0),
+            mean_ms,
+            samples_ms,
+        }
+    }
+}
+
+/// The nearest-rank percentile of sorted samples (0 for none).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// An API Gateway (HTTP API, payload 2.0) event from one of the functions' test fixtures.
+fn fixture(path: &str) -> Result<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The status code of a `lambda_http` answer (`{"statusCode": 200, …}`), 0 if it has none.
+fn status_code(body: &[u8]) -> u16 {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|answer| answer["statusCode"].as_u64())
+        .map_or(0, |status| status as u16)
+}
+
+/// The peak of the processes' resident sets in MB as Lambda counts them (MiB, its "Max Memory
+/// Used").
+fn peak_rss_mb(peaks: &[u64]) -> f64 {
+    peaks.iter().copied().max().unwrap_or(0) as f64 / (1024.0 * 1024.0)
+}
