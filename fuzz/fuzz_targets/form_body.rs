@@ -2,16 +2,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::domain::{CountryId, CustomerKey, PhoneNumber};
+use shared::domain::CountryId;
 use shared::ingress::form::read_form;
 
-const CONTENT_TYPES: [Option<&str>; 5] = [
-    Some("application/json"),
-    Some("application/x-www-form-urlencoded"),
-    Some("application/json; charset=utf-8"),
-    Some("text/plain"),
-    None,
-];
+#[path = "../../shared/tests/common/parser_invariants.rs"]
+mod parser_invariants;
 
 const COUNTRIES: [CountryId; 3] = [CountryId::MX, CountryId::AR, CountryId::BR];
 
@@ -21,26 +16,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let country = COUNTRIES[usize::from(selector) % COUNTRIES.len()];
-    for content_type in CONTENT_TYPES {
-        match read_form(content_type, body, country) {
-            Ok(form) => {
-                assert!(content_type.is_some_and(|t| t.starts_with("application/")));
-                assert!(!form.name.is_empty() && form.name.chars().count() <= 100);
-                assert!(form.fields.len() <= 20);
-                // An accepted form is stored: its number and its key must read back as they are.
-                let phone = PhoneNumber::try_from(form.phone.as_str().to_owned());
-                assert_eq!(phone.as_ref(), Ok(&form.phone));
-                let key = CustomerKey::from_phone(&form.phone);
-                assert_eq!(
-                    CustomerKey::try_from(key.as_str().to_owned()).as_ref(),
-                    Ok(&key)
-                );
-            }
-            Err(answer) => {
-                assert!((400..500).contains(&answer.status), "{answer:?}");
-                let error: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
-                assert!(error["error"]["code"].is_string(), "{answer:?}");
-            }
+    for content_type in parser_invariants::CONTENT_TYPES {
+        let read = read_form(content_type, body, country);
+        if let Err(broken) = parser_invariants::check_form(content_type, &read) {
+            panic!("{broken}");
         }
     }
 });
