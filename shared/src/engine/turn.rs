@@ -158,40 +158,36 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         Ok((chat_id, [earlier, replies].concat()))
     }
 
-    /// What the agent already has of a retried turn's texts. A turn that died after Retell took
-    /// its completion (a worker killed mid-turn, a timeout whose read-back failed) left the
-    /// first texts as the chat's last user message, created after they were sent: returns the
-    /// agent's replies to those and the texts still to send.
+    /// What the agent already has of a retried turn's texts. Turns that died after Retell took
+    /// their completion (a worker killed mid-turn, a timeout whose read-back failed) left the
+    /// first texts as the chat's last user messages, one completion each, created after those
+    /// texts were sent: returns the agent's replies to them and the texts still to send.
     async fn answered_before<'w, 't>(
         &self,
         chat_id: &ChatId,
         written: &'w [(&'t str, DateTime<Utc>)],
     ) -> Result<(Vec<String>, &'w [(&'t str, DateTime<Utc>)]), EngineError> {
         let chat = self.agent.get_chat(chat_id).await?;
-        let Some(last_user) = chat.messages.iter().rposition(|m| m.role == "user") else {
+        let users: Vec<usize> = (0..chat.messages.len())
+            .filter(|&i| chat.messages[i].role == "user")
+            .collect();
+        // The longest run of last user messages that carries the first texts, in order.
+        let Some((first_user, received)) =
+            (1..=users.len().min(written.len())).rev().find_map(|n| {
+                let run = &users[users.len() - n..];
+                let pieces = run.iter().map(|&i| &chat.messages[i]);
+                Some((run[0], carried(pieces, written)?))
+            })
+        else {
             return Ok((Vec::new(), written));
         };
-        let message = &chat.messages[last_user];
-        let content = message.content.as_deref().unwrap_or("");
-        // Created before one of the texts was sent: the customer's repeat of an older message.
-        let carries = |sent: &[(&str, DateTime<Utc>)]| {
-            join_texts(sent) == content
-                && sent.iter().all(|(_, at)| {
-                    message
-                        .created_timestamp
-                        .is_some_and(|ms| ms >= at.timestamp_millis())
-                })
-        };
-        let Some(received) = (1..=written.len()).rev().find(|&n| carries(&written[..n])) else {
-            return Ok((Vec::new(), written));
-        };
-        let replies = agent_texts(&chat.messages[last_user + 1..]);
+        let replies = agent_texts(&chat.messages[first_user + 1..]);
         if replies.is_empty() {
             return Err(EngineError::UnansweredCompletion);
         }
         tracing::warn!(
             received,
-            "the agent had these messages from a turn that died: using its answer"
+            "the agent had these messages from turns that died: using its answer"
         );
         Ok((replies, &written[received..]))
     }
@@ -362,6 +358,30 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         let text = fold(text);
         words.iter().any(|word| fold(word) == text)
     }
+}
+
+/// How many of the first `written` texts the user messages `pieces` carry, one completion after
+/// another, each created after its texts were sent (else it is the customer repeating an older
+/// message); `None` unless every piece is some of them.
+fn carried<'m>(
+    pieces: impl Iterator<Item = &'m crate::agent::ChatMessage>,
+    written: &[(&str, DateTime<Utc>)],
+) -> Option<usize> {
+    let mut carried = 0;
+    for piece in pieces {
+        let content = piece.content.as_deref().unwrap_or("");
+        let created = piece.created_timestamp?;
+        let end = (carried + 1..=written.len())
+            .find(|&end| join_texts(&written[carried..end]) == content)?;
+        if written[carried..end]
+            .iter()
+            .any(|(_, sent)| created < sent.timestamp_millis())
+        {
+            return None;
+        }
+        carried = end;
+    }
+    Some(carried)
 }
 
 /// One completion's content: the texts of a turn, a line each.

@@ -213,3 +213,43 @@ async fn a_retried_turn_still_sends_what_the_agent_does_not_have() {
     assert_eq!(bridge.retell.chats()[0].contents("user"), ["ok", "ok"]);
     assert_eq!(bridge.whatsapp_sent().len(), 2);
 }
+
+#[tokio::test]
+async fn texts_retell_took_over_several_dead_turns_are_all_answered_from_the_chat() {
+    let bridge = Bridge::new();
+    let engine = bridge.engine_with_completion_timeout(std::time::Duration::from_millis(100));
+    // Each try: Retell takes the completion and answers too late, and the read-back fails.
+    let retell_takes_it_and_the_turn_dies = || {
+        bridge.retell.fail_next(
+            CreateChatCompletion,
+            RetellFault::SlowAnswer(std::time::Duration::from_millis(400)),
+        );
+        for _ in 0..3 {
+            bridge.retell.fail_next(GetChat, RetellFault::ServerError);
+        }
+    };
+    bridge.customer_writes("uno", minutes(0)).await;
+    retell_takes_it_and_the_turn_dies();
+    assert!(matches!(
+        engine.handle(job(&bridge)).await,
+        JobDisposition::RetryLater(_)
+    ));
+    // The retry finds "uno" in the chat and sends only "dos", which dies the same way.
+    bridge.customer_writes("dos", minutes(0)).await;
+    retell_takes_it_and_the_turn_dies();
+    assert!(matches!(
+        engine.handle(job(&bridge)).await,
+        JobDisposition::RetryLater(_)
+    ));
+
+    assert_eq!(engine.handle(job(&bridge)).await, JobDisposition::Done);
+    assert_eq!(bridge.retell.chats()[0].contents("user"), ["uno", "dos"]);
+    assert_eq!(bridge.retell.requests(CreateChatCompletion).len(), 2);
+    assert_eq!(
+        bridge.whatsapp_sent(),
+        [
+            ("text".to_owned(), "Recibido: uno".to_owned()),
+            ("text".to_owned(), "Recibido: dos".to_owned())
+        ]
+    );
+}
