@@ -38,6 +38,8 @@ pub struct ChaosPlan {
     pub messages_per_customer: usize,
     /// Share of messages (and of forms) WhatsApp (the browser) delivers a second time, later.
     pub duplicate_rate: f64,
+    /// Share of messages WhatsApp delivers only after the customer's next ones (1–4 s late).
+    pub late_rate: f64,
     /// Share of customers who start with the web form before they write.
     pub form_rate: f64,
     /// Share of Retell requests that fail: 429, 500, or an answer after the client gave up.
@@ -59,6 +61,7 @@ impl ChaosPlan {
             customers: 200,
             messages_per_customer: 12,
             duplicate_rate: 0.3,
+            late_rate: 0.1,
             form_rate: 0.5,
             retell_failure_rate: 0.1,
             graph_failure_rate: 0.1,
@@ -87,6 +90,8 @@ pub struct Volume {
     /// Webhook POSTs made, duplicates and retries after a non-200 included.
     pub deliveries: usize,
     pub duplicate_deliveries: usize,
+    /// Messages first delivered after later ones.
+    pub late_deliveries: usize,
     pub forms: usize,
     /// Form POSTs, double submits included.
     pub form_posts: usize,
@@ -168,11 +173,12 @@ impl fmt::Display for ChaosReport {
         let v = &self.volume;
         writeln!(
             f,
-            "volume: {} customers, {} messages, {} webhook deliveries ({} duplicates), {} forms ({} posts), {:.1} s",
+            "volume: {} customers, {} messages, {} webhook deliveries ({} duplicates, {} late), {} forms ({} posts), {:.1} s",
             v.customers,
             v.messages,
             v.deliveries,
             v.duplicate_deliveries,
+            v.late_deliveries,
             v.forms,
             v.form_posts,
             v.seconds
@@ -267,6 +273,7 @@ struct World {
     app_secret: String,
     deliveries: AtomicUsize,
     duplicate_deliveries: AtomicUsize,
+    late_deliveries: AtomicUsize,
     form_posts: AtomicUsize,
     /// The wamids the webhook acknowledged with a 200: Meta will not send them again.
     delivered: Mutex<HashSet<String>>,
@@ -403,6 +410,7 @@ fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
         app_secret,
         deliveries: AtomicUsize::new(0),
         duplicate_deliveries: AtomicUsize::new(0),
+        late_deliveries: AtomicUsize::new(0),
         form_posts: AtomicUsize::new(0),
         delivered: Mutex::new(HashSet::new()),
         chats_ended: Mutex::new(HashMap::new()),
@@ -410,8 +418,8 @@ fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
 }
 
 /// One customer: maybe the form (sometimes twice), then bursts of 3–5 messages within a second,
-/// each burst delivered in shuffled order, some messages again later. Returns whether the
-/// customer sent the form.
+/// each burst delivered in shuffled order, some messages only after later ones, some again.
+/// Returns whether the customer sent the form.
 async fn customer_writes(
     world: &Arc<World>,
     plan: &ChaosPlan,
@@ -429,7 +437,7 @@ async fn customer_writes(
         tokio::time::sleep(Duration::from_millis(fastrand::u64(200..1_500))).await;
     }
     let ends_chat_after = (fastrand::f64() < plan.chat_end_rate).then(|| fastrand::usize(1..3));
-    let mut redeliveries = Vec::new();
+    let mut later = Vec::new();
     let mut sent = 0;
     let mut burst_number = 0;
     while sent < plan.messages_per_customer {
@@ -447,16 +455,22 @@ async fn customer_writes(
         burst_number += 1;
         fastrand::shuffle(&mut burst);
         for message in burst {
-            if fastrand::f64() < plan.duplicate_rate {
-                let world = Arc::clone(world);
-                let message = message.clone();
-                redeliveries.push(tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(fastrand::u64(100..6_000))).await;
-                    world.duplicate_deliveries.fetch_add(1, Ordering::Relaxed);
-                    deliver(&world, &message).await
+            let late = fastrand::f64() < plan.late_rate;
+            if late {
+                let delay = Duration::from_millis(fastrand::u64(1_000..4_000));
+                later.push(deliver_later(world, &message, delay, |w| {
+                    &w.late_deliveries
                 }));
             }
-            deliver(world, &message).await?;
+            if fastrand::f64() < plan.duplicate_rate {
+                let delay = Duration::from_millis(fastrand::u64(100..6_000));
+                later.push(deliver_later(world, &message, delay, |w| {
+                    &w.duplicate_deliveries
+                }));
+            }
+            if !late {
+                deliver(world, &message).await?;
+            }
             tokio::time::sleep(Duration::from_millis(fastrand::u64(0..200))).await;
         }
         if ends_chat_after == Some(burst_number) {
@@ -466,10 +480,26 @@ async fn customer_writes(
         }
         tokio::time::sleep(Duration::from_millis(fastrand::u64(500..2_500))).await;
     }
-    for redelivery in redeliveries {
-        redelivery.await.context("a redelivery panicked")??;
+    for delivery in later {
+        delivery.await.context("a later delivery panicked")??;
     }
     Ok(sends_form)
+}
+
+/// Delivers `message` after `delay`, counted where `counter` says (a duplicate, a late one).
+fn deliver_later(
+    world: &Arc<World>,
+    message: &TextMessage,
+    delay: Duration,
+    counter: fn(&World) -> &AtomicUsize,
+) -> tokio::task::JoinHandle<Result<()>> {
+    let world = Arc::clone(world);
+    let message = message.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        counter(&world).fetch_add(1, Ordering::Relaxed);
+        deliver(&world, &message).await
+    })
 }
 
 /// One webhook POST, repeated as Meta does until it gets a 200.
@@ -637,6 +667,7 @@ async fn check(
         messages,
         deliveries: world.deliveries.load(Ordering::Relaxed),
         duplicate_deliveries: world.duplicate_deliveries.load(Ordering::Relaxed),
+        late_deliveries: world.late_deliveries.load(Ordering::Relaxed),
         forms,
         form_posts: world.form_posts.load(Ordering::Relaxed),
         jobs_run: world.queue.stats().receives,

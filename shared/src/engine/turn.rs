@@ -139,12 +139,12 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         };
         let (earlier, unsent) = match retried {
             true => self.answered_before(&chat_id, written).await?,
-            false => (Vec::new(), written),
+            false => (Vec::new(), written.to_vec()),
         };
         if unsent.is_empty() {
             return Ok((chat_id, earlier));
         }
-        let text = join_texts(unsent);
+        let text = join_texts(&unsent);
         let (chat_id, replies) = match self.complete(&chat_id, &text).await {
             Err(EngineError::Agent(AgentError::ChatEnded(reason))) => {
                 let chat_id = self
@@ -159,37 +159,42 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     }
 
     /// What the agent already has of a retried turn's texts. Turns that died after Retell took
-    /// their completion (a worker killed mid-turn, a timeout whose read-back failed) left the
-    /// first texts as the chat's last user messages, one completion each, created after those
-    /// texts were sent: returns the agent's replies to them and the texts still to send.
-    async fn answered_before<'w, 't>(
+    /// their completion (a worker killed mid-turn, a timeout whose read-back failed) left some
+    /// of the texts as the chat's last user messages, one completion each, created after those
+    /// texts were sent (a message WhatsApp delivered late may sort before them): returns the
+    /// agent's replies to them and the texts still to send, in order.
+    async fn answered_before<'t>(
         &self,
         chat_id: &ChatId,
-        written: &'w [(&'t str, DateTime<Utc>)],
-    ) -> Result<(Vec<String>, &'w [(&'t str, DateTime<Utc>)]), EngineError> {
+        written: &[(&'t str, DateTime<Utc>)],
+    ) -> Result<(Vec<String>, Vec<(&'t str, DateTime<Utc>)>), EngineError> {
         let chat = self.agent.get_chat(chat_id).await?;
         let users: Vec<usize> = (0..chat.messages.len())
             .filter(|&i| chat.messages[i].role == "user")
             .collect();
-        // The longest run of last user messages that carries the first texts, in order.
-        let Some((first_user, received)) =
-            (1..=users.len().min(written.len())).rev().find_map(|n| {
-                let run = &users[users.len() - n..];
-                let pieces = run.iter().map(|&i| &chat.messages[i]);
-                Some((run[0], carried(pieces, written)?))
-            })
-        else {
-            return Ok((Vec::new(), written));
+        // The longest run of last user messages that each carry some of the texts.
+        let Some((first_user, taken)) = (1..=users.len().min(written.len())).rev().find_map(|n| {
+            let run = &users[users.len() - n..];
+            let pieces = run.iter().map(|&i| &chat.messages[i]);
+            Some((run[0], carried(pieces, written)?))
+        }) else {
+            return Ok((Vec::new(), written.to_vec()));
         };
         let replies = agent_texts(&chat.messages[first_user + 1..]);
         if replies.is_empty() {
             return Err(EngineError::UnansweredCompletion);
         }
+        let unsent: Vec<_> = written
+            .iter()
+            .zip(&taken)
+            .filter(|(_, taken)| !**taken)
+            .map(|(text, _)| *text)
+            .collect();
         tracing::warn!(
-            received,
+            received = written.len() - unsent.len(),
             "the agent had these messages from turns that died: using its answer"
         );
-        Ok((replies, &written[received..]))
+        Ok((replies, unsent))
     }
 
     /// One completion, and the agent's replies. A completion that timed out may have been
@@ -360,28 +365,29 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     }
 }
 
-/// How many of the first `written` texts the user messages `pieces` carry, one completion after
-/// another, each created after its texts were sent (else it is the customer repeating an older
-/// message); `None` unless every piece is some of them.
+/// Which of `written` the user messages `pieces` carry, one completion each: every piece equals a
+/// run of texts not taken by another piece, all sent before the piece was created (else it is
+/// the customer repeating an older message). `None` unless every piece carries some.
 fn carried<'m>(
     pieces: impl Iterator<Item = &'m crate::agent::ChatMessage>,
     written: &[(&str, DateTime<Utc>)],
-) -> Option<usize> {
-    let mut carried = 0;
+) -> Option<Vec<bool>> {
+    let mut taken = vec![false; written.len()];
     for piece in pieces {
         let content = piece.content.as_deref().unwrap_or("");
         let created = piece.created_timestamp?;
-        let end = (carried + 1..=written.len())
-            .find(|&end| join_texts(&written[carried..end]) == content)?;
-        if written[carried..end]
-            .iter()
-            .any(|(_, sent)| created < sent.timestamp_millis())
-        {
-            return None;
-        }
-        carried = end;
+        let (start, end) = (0..written.len()).find_map(|start| {
+            let end = (start + 1..=written.len())
+                .take_while(|&end| !taken[end - 1])
+                .find(|&end| join_texts(&written[start..end]) == content)?;
+            written[start..end]
+                .iter()
+                .all(|(_, sent)| created >= sent.timestamp_millis())
+                .then_some((start, end))
+        })?;
+        taken[start..end].fill(true);
     }
-    Some(carried)
+    Some(taken)
 }
 
 /// One completion's content: the texts of a turn, a line each.

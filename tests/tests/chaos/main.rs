@@ -13,7 +13,10 @@ async fn nothing_is_lost_doubled_or_reordered_under_faults_duplicates_and_kills(
     let volume = &report.volume;
     assert_eq!(volume.customers, plan.customers);
     assert_eq!(volume.messages, plan.customers * plan.messages_per_customer);
-    assert!(volume.duplicate_deliveries > 0, "{volume:?}");
+    assert!(
+        volume.duplicate_deliveries > 0 && volume.late_deliveries > 0,
+        "{volume:?}"
+    );
     assert!(volume.workers_killed > 0, "{volume:?}");
     assert!(
         volume.retell_failures > 0 && volume.graph_failures > 0,

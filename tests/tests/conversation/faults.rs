@@ -253,3 +253,33 @@ async fn texts_retell_took_over_several_dead_turns_are_all_answered_from_the_cha
         ]
     );
 }
+
+#[tokio::test]
+async fn a_late_message_that_sorts_first_does_not_make_the_retry_repeat_what_retell_took() {
+    let bridge = Bridge::new();
+    let engine = bridge.engine_with_completion_timeout(std::time::Duration::from_millis(100));
+    bridge.customer_writes("dos", minutes(0)).await;
+    bridge.retell.fail_next(
+        CreateChatCompletion,
+        RetellFault::SlowAnswer(std::time::Duration::from_millis(400)),
+    );
+    for _ in 0..3 {
+        bridge.retell.fail_next(GetChat, RetellFault::ServerError);
+    }
+    assert!(matches!(
+        engine.handle(job(&bridge)).await,
+        JobDisposition::RetryLater(_)
+    ));
+    // WhatsApp delivers an earlier message only now: the retry's texts are "uno", "dos".
+    bridge.customer_writes("uno", minutes(1)).await;
+
+    assert_eq!(engine.handle(job(&bridge)).await, JobDisposition::Done);
+    assert_eq!(bridge.retell.chats()[0].contents("user"), ["dos", "uno"]);
+    assert_eq!(
+        bridge.whatsapp_sent(),
+        [
+            ("text".to_owned(), "Recibido: dos".to_owned()),
+            ("text".to_owned(), "Recibido: uno".to_owned())
+        ]
+    );
+}
