@@ -5,6 +5,18 @@ use test_support::{GraphFault, RetellFault};
 
 use crate::support::{Bridge, minutes};
 
+/// The next completion: Retell takes and answers it after the client (100 ms) gave up, and
+/// reading the chat back fails too, so the turn ends unsure and is retried.
+fn retell_takes_the_text_and_the_turn_dies(bridge: &Bridge) {
+    bridge.retell.fail_next(
+        CreateChatCompletion,
+        RetellFault::SlowAnswer(std::time::Duration::from_millis(400)),
+    );
+    for _ in 0..3 {
+        bridge.retell.fail_next(GetChat, RetellFault::ServerError);
+    }
+}
+
 fn job(bridge: &Bridge) -> TurnJob {
     TurnJob::TakeTurn {
         customer_key: bridge.customer.clone(),
@@ -163,14 +175,7 @@ async fn a_turn_that_died_after_retell_took_its_text_is_answered_from_the_chat_o
     bridge
         .customer_writes("¿tienen cita hoy?", minutes(0))
         .await;
-    // Retell takes and answers the completion, too late; reading the chat back fails too.
-    bridge.retell.fail_next(
-        CreateChatCompletion,
-        RetellFault::SlowAnswer(std::time::Duration::from_millis(400)),
-    );
-    for _ in 0..3 {
-        bridge.retell.fail_next(GetChat, RetellFault::ServerError);
-    }
+    retell_takes_the_text_and_the_turn_dies(&bridge);
     let engine = bridge.engine_with_completion_timeout(std::time::Duration::from_millis(100));
     let disposition = engine.handle(job(&bridge)).await;
     assert!(
@@ -218,25 +223,15 @@ async fn a_retried_turn_still_sends_what_the_agent_does_not_have() {
 async fn texts_retell_took_over_several_dead_turns_are_all_answered_from_the_chat() {
     let bridge = Bridge::new();
     let engine = bridge.engine_with_completion_timeout(std::time::Duration::from_millis(100));
-    // Each try: Retell takes the completion and answers too late, and the read-back fails.
-    let retell_takes_it_and_the_turn_dies = || {
-        bridge.retell.fail_next(
-            CreateChatCompletion,
-            RetellFault::SlowAnswer(std::time::Duration::from_millis(400)),
-        );
-        for _ in 0..3 {
-            bridge.retell.fail_next(GetChat, RetellFault::ServerError);
-        }
-    };
     bridge.customer_writes("uno", minutes(0)).await;
-    retell_takes_it_and_the_turn_dies();
+    retell_takes_the_text_and_the_turn_dies(&bridge);
     assert!(matches!(
         engine.handle(job(&bridge)).await,
         JobDisposition::RetryLater(_)
     ));
     // The retry finds "uno" in the chat and sends only "dos", which dies the same way.
     bridge.customer_writes("dos", minutes(0)).await;
-    retell_takes_it_and_the_turn_dies();
+    retell_takes_the_text_and_the_turn_dies(&bridge);
     assert!(matches!(
         engine.handle(job(&bridge)).await,
         JobDisposition::RetryLater(_)
@@ -259,13 +254,7 @@ async fn a_late_message_that_sorts_first_does_not_make_the_retry_repeat_what_ret
     let bridge = Bridge::new();
     let engine = bridge.engine_with_completion_timeout(std::time::Duration::from_millis(100));
     bridge.customer_writes("dos", minutes(0)).await;
-    bridge.retell.fail_next(
-        CreateChatCompletion,
-        RetellFault::SlowAnswer(std::time::Duration::from_millis(400)),
-    );
-    for _ in 0..3 {
-        bridge.retell.fail_next(GetChat, RetellFault::ServerError);
-    }
+    retell_takes_the_text_and_the_turn_dies(&bridge);
     assert!(matches!(
         engine.handle(job(&bridge)).await,
         JobDisposition::RetryLater(_)
