@@ -161,7 +161,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     /// What the agent already has of a retried turn's texts. Turns that died after Retell took
     /// their completion (a worker killed mid-turn, a timeout whose read-back failed) left some
     /// of the texts as the chat's last user messages, one completion each, created after those
-    /// texts were sent (a message WhatsApp delivered late may sort before them): returns the
+    /// texts were sent (a message WhatsApp delivered late may sort among them): returns the
     /// agent's replies to them and the texts still to send, in order.
     async fn answered_before<'t>(
         &self,
@@ -365,27 +365,39 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     }
 }
 
-/// Which of `written` the user messages `pieces` carry, one completion each: every piece equals a
-/// run of texts not taken by another piece, all sent before the piece was created (else it is
-/// the customer repeating an older message). `None` unless every piece carries some.
+/// Which of `written` the user messages `pieces` carry, one completion each: every piece is some
+/// of the texts not taken by another piece, in order (a message WhatsApp delivered late may sit
+/// between them), all sent before the piece was created (else it is the customer repeating an
+/// older message). `None` unless every piece carries some.
 fn carried<'m>(
     pieces: impl Iterator<Item = &'m crate::agent::ChatMessage>,
     written: &[(&str, DateTime<Utc>)],
 ) -> Option<Vec<bool>> {
     let mut taken = vec![false; written.len()];
     for piece in pieces {
-        let content = piece.content.as_deref().unwrap_or("");
         let created = piece.created_timestamp?;
-        let (start, end) = (0..written.len()).find_map(|start| {
-            let end = (start + 1..=written.len())
-                .take_while(|&end| !taken[end - 1])
-                .find(|&end| join_texts(&written[start..end]) == content)?;
-            written[start..end]
-                .iter()
-                .all(|(_, sent)| created >= sent.timestamp_millis())
-                .then_some((start, end))
-        })?;
-        taken[start..end].fill(true);
+        let mut rest = piece.content.as_deref().unwrap_or("");
+        let mut picked = Vec::new();
+        for (i, (text, sent)) in written.iter().enumerate() {
+            if rest.is_empty() {
+                break;
+            }
+            if taken[i] || created < sent.timestamp_millis() {
+                continue;
+            }
+            rest = match rest.strip_prefix(text) {
+                Some("") => "",
+                Some(after) if after.starts_with('\n') => &after[1..],
+                _ => continue,
+            };
+            picked.push(i);
+        }
+        if !rest.is_empty() || picked.is_empty() {
+            return None;
+        }
+        for i in picked {
+            taken[i] = true;
+        }
     }
     Some(taken)
 }

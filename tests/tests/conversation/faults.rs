@@ -250,25 +250,29 @@ async fn texts_retell_took_over_several_dead_turns_are_all_answered_from_the_cha
 }
 
 #[tokio::test]
-async fn a_late_message_that_sorts_first_does_not_make_the_retry_repeat_what_retell_took() {
+async fn a_late_message_sorting_among_texts_retell_took_does_not_make_the_retry_repeat_them() {
     let bridge = Bridge::new();
     let engine = bridge.engine_with_completion_timeout(std::time::Duration::from_millis(100));
-    bridge.customer_writes("dos", minutes(0)).await;
+    bridge.customer_writes("uno", minutes(2)).await;
+    bridge.customer_writes("tres", minutes(0)).await;
     retell_takes_the_text_and_the_turn_dies(&bridge);
     assert!(matches!(
         engine.handle(job(&bridge)).await,
         JobDisposition::RetryLater(_)
     ));
-    // WhatsApp delivers an earlier message only now: the retry's texts are "uno", "dos".
-    bridge.customer_writes("uno", minutes(1)).await;
+    // WhatsApp delivers the message between them only now: the retry's texts are uno, dos, tres.
+    bridge.customer_writes("dos", minutes(1)).await;
 
     assert_eq!(engine.handle(job(&bridge)).await, JobDisposition::Done);
-    assert_eq!(bridge.retell.chats()[0].contents("user"), ["dos", "uno"]);
+    assert_eq!(
+        bridge.retell.chats()[0].contents("user"),
+        ["uno\ntres", "dos"]
+    );
     assert_eq!(
         bridge.whatsapp_sent(),
         [
-            ("text".to_owned(), "Recibido: dos".to_owned()),
-            ("text".to_owned(), "Recibido: uno".to_owned())
+            ("text".to_owned(), "Recibido: uno\ntres".to_owned()),
+            ("text".to_owned(), "Recibido: dos".to_owned())
         ]
     );
 }
