@@ -126,13 +126,20 @@ pub struct Violations {
 }
 
 impl Violations {
+    /// Each count with what it counts.
+    pub fn counts(&self) -> [(&'static str, usize); 6] {
+        [
+            ("inbound messages lost", self.lost),
+            ("inbound messages answered twice", self.answered_twice),
+            ("replies out of order", self.replies_out_of_order),
+            ("conversation chats beyond one", self.extra_chats),
+            ("forms neither started nor failed", self.forms_unfinished),
+            ("jobs dead-lettered", self.dead_letters),
+        ]
+    }
+
     pub fn total(&self) -> usize {
-        self.lost
-            + self.answered_twice
-            + self.replies_out_of_order
-            + self.extra_chats
-            + self.forms_unfinished
-            + self.dead_letters
+        self.counts().iter().map(|(_, count)| count).sum()
     }
 }
 
@@ -213,15 +220,7 @@ impl fmt::Display for ChaosReport {
             "chats created whose answer was lost (left empty, never used): {}",
             self.empty_chats
         )?;
-        let c = &self.violations;
-        for (name, count) in [
-            ("inbound messages lost", c.lost),
-            ("inbound messages answered twice", c.answered_twice),
-            ("replies out of order", c.replies_out_of_order),
-            ("conversation chats beyond one", c.extra_chats),
-            ("forms neither started nor failed", c.forms_unfinished),
-            ("jobs dead-lettered", c.dead_letters),
-        ] {
+        for (name, count) in self.violations.counts() {
             writeln!(f, "{name:>34}: {count}")?;
         }
         for example in &self.examples {
@@ -583,10 +582,12 @@ struct Records {
     accepted: Vec<AcceptedMessage>,
     delivered: HashSet<String>,
     chats_ended: HashMap<String, usize>,
+    /// Form submissions neither started nor failed.
+    forms_unfinished: usize,
 }
 
 impl Records {
-    async fn read(world: &World, stack: &LocalStack, keys: &[&str]) -> Result<(Records, usize)> {
+    async fn read(world: &World, stack: &LocalStack, keys: &[&str]) -> Result<Records> {
         let db = stack.database().await?;
         let rows = db
             .query(
@@ -605,7 +606,7 @@ impl Records {
             .await
             .context("reading the form submissions")?
             .len();
-        let records = Records {
+        Ok(Records {
             stored: rows
                 .iter()
                 .map(|row| (row.get(0), (row.get(1), row.get(2))))
@@ -614,8 +615,8 @@ impl Records {
             accepted: world.graph.accepted(),
             delivered: lock(&world.delivered).clone(),
             chats_ended: lock(&world.chats_ended).clone(),
-        };
-        Ok((records, forms_unfinished))
+            forms_unfinished,
+        })
     }
 
     fn chats_of<'r>(&'r self, customer: &'r Customer) -> impl Iterator<Item = &'r StandInChat> {
@@ -633,9 +634,9 @@ async fn check(
     started: Instant,
 ) -> Result<ChaosReport> {
     let keys: Vec<&str> = customers.iter().map(|c| c.key.as_str()).collect();
-    let (records, forms_unfinished) = Records::read(world, stack, &keys).await?;
+    let records = Records::read(world, stack, &keys).await?;
     let mut report = ChaosReport::default();
-    report.violations.forms_unfinished = forms_unfinished;
+    report.violations.forms_unfinished = records.forms_unfinished;
     report.violations.dead_letters = world.queue.dead_letters().len();
     let mut messages = 0;
     let mut replies = 0;

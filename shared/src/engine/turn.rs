@@ -1,5 +1,7 @@
 //! The customer wrote: answer everything they sent that is still waiting, in one turn.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 
 use super::{Engine, EngineError, base_variables, metadata, outbound};
@@ -139,7 +141,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         };
         let (earlier, unsent) = match retried {
             true => self.answered_before(&chat_id, written).await?,
-            false => (Vec::new(), written.to_vec()),
+            false => (Vec::new(), Cow::Borrowed(written)),
         };
         if unsent.is_empty() {
             return Ok((chat_id, earlier));
@@ -163,11 +165,11 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     /// of the texts as the chat's last user messages, one completion each, created after those
     /// texts were sent (a message WhatsApp delivered late may sort among them): returns the
     /// agent's replies to them and the texts still to send, in order.
-    async fn answered_before<'t>(
+    async fn answered_before<'w, 't>(
         &self,
         chat_id: &ChatId,
-        written: &[(&'t str, DateTime<Utc>)],
-    ) -> Result<(Vec<String>, Vec<(&'t str, DateTime<Utc>)>), EngineError> {
+        written: &'w [(&'t str, DateTime<Utc>)],
+    ) -> Result<(Vec<String>, Cow<'w, [(&'t str, DateTime<Utc>)]>), EngineError> {
         let chat = self.agent.get_chat(chat_id).await?;
         let users: Vec<usize> = (0..chat.messages.len())
             .filter(|&i| chat.messages[i].role == "user")
@@ -178,7 +180,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             let pieces = run.iter().map(|&i| &chat.messages[i]);
             Some((run[0], carried(pieces, written)?))
         }) else {
-            return Ok((Vec::new(), written.to_vec()));
+            return Ok((Vec::new(), Cow::Borrowed(written)));
         };
         let replies = agent_texts(&chat.messages[first_user + 1..]);
         if replies.is_empty() {
@@ -194,7 +196,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             received = written.len() - unsent.len(),
             "the agent had these messages from turns that died: using its answer"
         );
-        Ok((replies, unsent))
+        Ok((replies, Cow::Owned(unsent)))
     }
 
     /// One completion, and the agent's replies. A completion that timed out may have been

@@ -147,36 +147,22 @@ async fn a_repeated_deduplication_id_is_dropped() {
     let (client, url) = fifo_queue("dedup").await;
     let queue = SqsQueue::from_client(client.clone(), &url);
     let long_id = format!("form:{}", "x".repeat(200));
-    queue
-        .enqueue(&start(CUSTOMERS[0], 1), "wamid.HBgL1")
-        .await
-        .unwrap();
-    // The same id for another job, even another customer's: dropped, as SQS does.
-    queue
-        .enqueue(&start(CUSTOMERS[0], 2), "wamid.HBgL1")
-        .await
-        .unwrap();
-    queue
-        .enqueue(&start(CUSTOMERS[1], 3), "wamid.HBgL1")
-        .await
-        .unwrap();
-    // Ids SQS would refuse (too long, outside its alphabet) are hashed, and still deduplicate.
-    queue
-        .enqueue(&start(CUSTOMERS[0], 4), &long_id)
-        .await
-        .unwrap();
-    queue
-        .enqueue(&start(CUSTOMERS[0], 5), &long_id)
-        .await
-        .unwrap();
-    queue
-        .enqueue(&start(CUSTOMERS[1], 6), "id with spaces ñ")
-        .await
-        .unwrap();
-    queue
-        .enqueue(&start(CUSTOMERS[1], 7), "id with spaces ñ")
-        .await
-        .unwrap();
+    for (customer, n, deduplication_id) in [
+        (0, 1, "wamid.HBgL1"),
+        // The same id for another job, even another customer's: dropped, as SQS does.
+        (0, 2, "wamid.HBgL1"),
+        (1, 3, "wamid.HBgL1"),
+        // Ids SQS would refuse (too long, outside its alphabet) are hashed, and still deduplicate.
+        (0, 4, long_id.as_str()),
+        (0, 5, long_id.as_str()),
+        (1, 6, "id with spaces ñ"),
+        (1, 7, "id with spaces ñ"),
+    ] {
+        queue
+            .enqueue(&start(CUSTOMERS[customer], n), deduplication_id)
+            .await
+            .unwrap();
+    }
 
     let messages = receive_all(&client, &url, 3).await;
     let numbers: Vec<u128> = messages.iter().map(|m| number(&body(m))).collect();
