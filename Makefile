@@ -16,7 +16,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test-sql:
-	cargo build --quiet -p bridge-tests --bin local-stack
+	cargo build --quiet -p sandbox --bin local-stack
 	target/debug/local-stack scripts/pgtap.sh
 
 test-rust:
@@ -25,7 +25,7 @@ test-rust:
 
 # A stack to try things by hand: prints its environment, Ctrl-C stops and deletes it.
 stack:
-	cargo run --quiet -p bridge-tests --bin local-stack
+	cargo run --quiet -p sandbox --bin local-stack
 
 DEV_PORT ?= 3000
 export DEV_PORT
@@ -33,11 +33,11 @@ export DEV_PORT
 # The whole bridge on this machine (see README, "Quick start"). Reads .env if present.
 dev:
 	@scripts/install-test-deps.sh
-	cargo run --quiet -p bridge-tests --bin dev
+	cargo run --quiet -p sandbox --bin dev
 
 # Be a customer on WhatsApp: make chat PHONE=5215512345678
 chat:
-	@cargo run --quiet -p bridge-tests --bin chat -- "$(PHONE)"
+	@cargo run --quiet -p sandbox --bin chat -- "$(PHONE)"
 
 # Submit the web form: make form NAME=Ana PHONE=5512345678
 form:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: the functions' release binaries measured on the local stack (see tests/src/bench/).
+# `make bench`: the functions' release binaries measured on the local stack (see bench/harness/).
 # Prints a table beside the product's targets, writes target/bench/report.json and draws
 # target/bench/latency.png. A missed target is reported, never a failure: this exits non-zero
 # only when the benchmark could not run.
@@ -9,6 +9,7 @@
 #
 #   scripts/bench.sh           everything
 #   scripts/bench.sh --quick   fewer and shorter runs, to try the harness itself
+#   scripts/bench.sh --cold-start-only   only the cold starts (no stack, no chart)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,8 +34,12 @@ scripts/install-test-deps.sh
 echo "building the functions and hello-lambda (release profile)"
 cargo build --release -p whatsapp-inbound -p form-intake -p conversation-worker -p hello-lambda
 echo "building the harness (bench-harness profile)"
-cargo build --profile bench-harness -p bridge-tests --bin bench
+cargo build --profile bench-harness -p bench-harness --bin bench
 
 target=${CARGO_TARGET_DIR:-target}
 "$target/bench-harness/bench" "$@"
-"$bin/python" scripts/bench-chart.py "$target/bench/report.json" "$target/bench/latency.png"
+# The chart needs the latency runs, which a cold-start-only run does not make.
+case " $* " in
+  *" --cold-start-only "*) ;;
+  *) "$bin/python" scripts/bench-chart.py "$target/bench/report.json" "$target/bench/latency.png" ;;
+esac

@@ -5,13 +5,33 @@ Reads the official OpenAPI specs of Retell and of Meta's WhatsApp Cloud API and 
 few operations the bridge uses, their schemas with every `$ref` resolved inline and the prose
 (description, example, summary, title, externalDocs, x-*) stripped:
 
-    tests/specs/retell.json
-    tests/specs/whatsapp.json
+    sandbox/specs/retell.json
+    sandbox/specs/whatsapp.json
 
-Each file: {"source": ..., "patches": [...], "operations": {"<operationId>": {"method", "path",
-"request", "responses": {"<status>": schema or null}}}}; whatsapp.json also holds the spec's named
-request examples of `sendMessage` and every example of the `/whatsapp/webhooks` payload. The
-`/whatsapp/webhooks` path has no operationId in the spec; it is stored as operation "webhook".
+Each file: {"source": ..., "dialect": ..., "patches": [...], "operations": {"<operationId>":
+{"method", "path", "request", "responses": {"<status>": schema or null}}}}; whatsapp.json also
+holds the spec's named request examples of `sendMessage` and every example of the
+`/whatsapp/webhooks` payload. The `/whatsapp/webhooks` path has no operationId in the spec; it is
+stored as operation "webhook".
+
+The stored schemas are standard JSON Schema (draft 2020-12, the "dialect"), which the stand-ins
+check with the `jsonschema` crate and nothing else, so the OpenAPI forms and the strictness the
+stand-ins need are written out here (see `standard`):
+
+- Strict objects, as the real APIs answer 400 to unknown fields: an object schema that declares
+  `properties` and says nothing about `additionalProperties` rejects any other field. The
+  schemas applying to the same object are read as one: a field declared by one branch of an
+  `allOf` is known to all of them (the specs build every message as `allOf: [base, own]`), and
+  to the `oneOf`/`anyOf` alternatives below them; a field declared by any branch is known to the
+  schema that owns the `allOf`/`oneOf`/`anyOf`. Written out as `additionalProperties: false`
+  with the fields known from elsewhere added to `properties` as `true`. An open branch
+  (`additionalProperties` true or a schema) opens the whole object; under a `not`, no field is
+  unknown. An object with `patternProperties` is left as the spec has it.
+- OpenAPI 3.0 `nullable: true` becomes "null" in `type` (and in `enum`); boolean
+  `exclusiveMinimum`/`exclusiveMaximum` become the numeric bound of 3.1 / 2020-12.
+- `discriminator` is dropped: it only tells readers which `oneOf` alternative applies, which the
+  alternatives' own `type` enums already decide (and a mapping without `oneOf` is expanded into
+  one, see `Spec.schema`).
 
 Where the spec contradicts its own examples and the documented behaviour of the real API, the
 schema is patched here, and every patch is listed under "patches" in the output.
@@ -30,7 +50,7 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECS = os.path.join(os.path.dirname(REPO), "shared", "specs")
-OUT = os.path.join(REPO, "tests", "specs")
+OUT = os.path.join(REPO, "sandbox", "specs")
 
 RETELL_OPERATIONS = [
     # (operationId, method, path) as the spec has them; checked against the spec below.
@@ -136,7 +156,7 @@ class Spec:
         media = content.get("application/json")
         if media is None or "schema" not in media:
             return None
-        return self.schema(media["schema"])
+        return standard(self.schema(media["schema"]))
 
     def examples(self, holder):
         holder = self.deref(holder)
@@ -167,6 +187,98 @@ class Spec:
                                              key=lambda item: str(item[0]))}
 
 
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# Keywords that apply other schemas to the same instance (the branches of one object).
+BRANCHES = ("allOf", "oneOf", "anyOf")
+
+
+def declared_names(schema):
+    """The fields `schema` declares, itself or through its allOf/oneOf/anyOf branches."""
+    if not isinstance(schema, dict):
+        return []
+    names = list(schema.get("properties") or {})
+    for keyword in BRANCHES:
+        for branch in schema.get(keyword, []):
+            names += declared_names(branch)
+    return names
+
+
+def is_open(schema):
+    """Accepts fields it does not declare, so the schemas next to it must as well."""
+    extra = schema.get("additionalProperties") if isinstance(schema, dict) else None
+    return extra is True or isinstance(extra, dict)
+
+
+def standard(schema, siblings=(), open_=False):
+    """`schema` (inlined, OpenAPI 3.0 or 3.1) as standard JSON Schema 2020-12 with our rules
+    (see the top of this file) written out.
+
+    `siblings`: the fields the schemas applying to the same object next to this one declare (the
+    other branches of an allOf, the owner of a oneOf/anyOf); `open_`: one of them accepts any
+    field, or this schema is under a `not`."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in ("nullable", "discriminator") or key in BRANCHES:
+            continue
+        if key == "not":
+            out[key] = standard(value, (), True)
+        elif key in SCHEMA_ONE:
+            out[key] = standard(value)
+        elif key in SCHEMA_LIST:
+            out[key] = [standard(v) for v in value]
+        elif key in SCHEMA_MAP:
+            out[key] = {name: standard(v) for name, v in value.items()}
+        else:
+            out[key] = copy.deepcopy(value)
+
+    # The branches see this schema's fields and those of every allOf branch (not those of the
+    # other alternatives of a oneOf/anyOf: an instance matches one of them, not all).
+    all_of = schema.get("allOf", [])
+    inner = list(siblings) + list(schema.get("properties") or {})
+    for branch in all_of:
+        inner += declared_names(branch)
+    inner_open = open_ or is_open(schema) or any(is_open(b) for b in all_of)
+    for keyword in BRANCHES:
+        if keyword in schema:
+            out[keyword] = [standard(b, inner, inner_open) for b in schema[keyword]]
+
+    extra = schema.get("additionalProperties")
+    if open_:
+        # Fields declared elsewhere or not, this schema checks none it does not declare.
+        out.pop("additionalProperties", None)
+    elif "patternProperties" not in schema and (
+            extra is False or (extra is None and "properties" in schema)
+            or (isinstance(extra, dict) and extra)):
+        known = dict.fromkeys(list(siblings) + declared_names(schema))
+        if known:
+            properties = out.setdefault("properties", {})
+            for name in known:
+                properties.setdefault(name, True)
+        if extra is None:
+            out["additionalProperties"] = False
+
+    # OpenAPI 3.0: a boolean `exclusiveMinimum`/`exclusiveMaximum` qualifies `minimum`/`maximum`.
+    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(exclusive), bool):
+            if out.pop(exclusive) and bound in out:
+                out[exclusive] = out.pop(bound)
+    # OpenAPI 3.0: `nullable: true` lets null through before any other keyword is checked.
+    if schema.get("nullable") is True:
+        if "const" in out:
+            out["enum"] = [out.pop("const")]
+        if any(k in out for k in ("not",) + BRANCHES):
+            out = {"anyOf": [{"type": "null"}, out]}
+        else:
+            if "type" in out:
+                types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+                out["type"] = types + ["null"] if "null" not in types else types
+            if "enum" in out and None not in out["enum"]:
+                out["enum"] = out["enum"] + [None]
+    return out
+
+
 def expansion_note(spec):
     if not spec.expanded:
         return []
@@ -179,6 +291,7 @@ def retell(spec):
                   for op_id, method, path in RETELL_OPERATIONS}
     return {
         "source": spec.source(),
+        "dialect": DIALECT,
         "patches": expansion_note(spec),
         "operations": operations,
     }
@@ -348,6 +461,7 @@ def whatsapp(spec):
 
     return {
         "source": spec.source(),
+        "dialect": DIALECT,
         "patches": patcher.patches + expansion_note(spec),
         "operations": operations,
         "request_examples": spec.examples(spec.operation(method, path)["requestBody"]),

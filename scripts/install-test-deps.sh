@@ -37,7 +37,7 @@ if ! command -v postrust >/dev/null; then
   cargo install --quiet postrust-server --version 3.1.0
 fi
 
-# Where tests/src/moto.rs looks: the PATH, then Python's scripts directories (`pip --user`'s too).
+# Where sandbox/src/moto.rs looks: the PATH, then Python's scripts directories (`pip --user`'s too).
 moto_server_found() {
   command -v moto_server >/dev/null && return 0
   local dir

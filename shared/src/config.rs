@@ -22,6 +22,27 @@ pub enum ConfigError {
     Malformed { name: &'static str, reason: String },
 }
 
+/// What the conversation worker reads, and what [`crate::engine::BridgeEngine::from_config`]
+/// builds the engine from (the worker, the tests, `make dev` and the chaos run alike).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub store: StoreConfig,
+    pub retell: RetellConfig,
+    pub whatsapp: WhatsAppConfig,
+    pub engine: EngineConfig,
+}
+
+impl WorkerConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: StoreConfig::from_env(env)?,
+            retell: RetellConfig::from_env(env)?,
+            whatsapp: WhatsAppConfig::from_env(env)?,
+            engine: EngineConfig::from_env(env)?,
+        })
+    }
+}
+
 /// The environment variables, read once; tests build one from pairs instead of touching the
 /// process environment.
 #[derive(Debug, Clone, Default)]

@@ -13,6 +13,7 @@ pub mod messenger;
 pub mod queue;
 pub mod retell;
 pub mod retry;
+pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod whatsapp;

@@ -253,9 +253,9 @@ proptest! {
         };
         let form = match read_form(Some(content_type), &body, CountryId::MX) {
             Ok(form) => form,
-            Err(answer) => return Err(TestCaseError::fail(format!("{phone}: {answer:?}"))),
+            Err(refusal) => return Err(TestCaseError::fail(format!("{phone}: {refusal:?}"))),
         };
-        prop_assert_eq!(&form.name, &name);
+        prop_assert_eq!(form.name.as_str(), name.as_str());
         prop_assert_eq!(&form.fields, &fields);
         prop_assert_eq!(form.phone.as_str(), format!("+52{digits}"));
         prop_assert_eq!(

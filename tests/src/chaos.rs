@@ -12,23 +12,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use http::StatusCode;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::json;
-use shared::config::{EngineConfig, Env, FormConfig, RetellConfig, WhatsAppConfig};
+use shared::config::{EngineConfig, Env, FormConfig, RetellConfig, WhatsAppConfig, WorkerConfig};
 use shared::domain::{ChatStatus, CountryId};
-use shared::engine::{Engine, TemplateConfig};
+use shared::engine::BridgeEngine;
 use shared::ingress::form::FormIntake;
 use shared::ingress::whatsapp::WhatsAppWebhook;
 use shared::queue::{InProcessQueue, InProcessSettings, JobDisposition, JobHandler, TurnJob};
-use shared::retell::RetellClient;
 use shared::store::PostgrestStore;
-use shared::whatsapp::GraphClient;
+use shared::whatsapp::webhook::SIGNATURE_HEADER;
 
-use crate::graph_standin::AcceptedMessage;
-use crate::meta_webhook::{TextMessage, signature, text_delivery};
-use crate::retell_standin::{RetellRequest, StandInChat};
-use crate::{
-    FAST_RETRIES, GraphFault, GraphStandIn, LocalStack, RetellFault, RetellOperation, RetellStandIn,
-};
+use sandbox::graph_standin::AcceptedMessage;
+use sandbox::meta_webhook::{TextMessage, signature, text_delivery};
+use sandbox::retell_standin::{RetellRequest, StandInChat};
+use sandbox::{GraphFault, GraphStandIn, LocalStack, RetellFault, RetellOperation, RetellStandIn};
 
 /// What the run does, and how hard.
 #[derive(Debug, Clone)]
@@ -230,7 +229,7 @@ impl fmt::Display for ChaosReport {
     }
 }
 
-type ChaosEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
+type ChaosEngine = BridgeEngine;
 type ChaosQueue = InProcessQueue<KillingWorker>;
 
 /// The worker, killed now and then at a random moment of a job: its future is dropped
@@ -365,17 +364,10 @@ fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
     };
     // A killed turn holds its customer until its lease runs out: keep it short.
     let engine_config = EngineConfig::from_env(&Env::from_pairs([("TURN_LEASE_SECONDS", "2")]))?;
-    let http = shared::http::client();
-    let engine = Engine::new(
-        stack.store(),
-        RetellClient::new(&retell_config, http.clone()).with_retry_policy(FAST_RETRIES),
-        GraphClient::new(&whatsapp, http).with_retry_policy(FAST_RETRIES, Duration::from_millis(1)),
-        engine_config,
-        TemplateConfig {
-            name: whatsapp.template_name.clone(),
-            language: whatsapp.template_language.clone(),
-        },
-    );
+    let engine = sandbox::standin_engine(&WorkerConfig {
+        engine: engine_config,
+        ..sandbox::worker_config(stack, retell_config, whatsapp.clone())
+    });
     let queue = InProcessQueue::new(
         Arc::new(KillingWorker {
             engine,
@@ -505,13 +497,13 @@ fn deliver_later(
 async fn deliver(world: &World, message: &TextMessage) -> Result<()> {
     let body = text_delivery(std::slice::from_ref(message));
     let signature = signature(body.as_bytes(), &world.app_secret);
+    let request = http::Request::post("/whatsapp")
+        .header(SIGNATURE_HEADER, signature)
+        .body(body)?;
     for _ in 0..30 {
         world.deliveries.fetch_add(1, Ordering::Relaxed);
-        let answer = world
-            .webhook
-            .receive(Some(&signature), body.as_bytes())
-            .await;
-        if answer.status == 200 {
+        let answer = world.webhook.handle(&request).await;
+        if answer.status() == StatusCode::OK {
             lock(&world.delivered).insert(message.wamid.clone());
             return Ok(());
         }
@@ -524,22 +516,21 @@ async fn post_form(world: &World, customer: &Customer) -> Result<()> {
     let body = json!({ "name": format!("Cliente {}", customer.index), "phone": customer.phone,
                        "consent": true, "producto": "seguro de auto" })
     .to_string();
-    let authorization = format!("Bearer {FORM_SECRET}");
-    let headers = [
-        ("content-type", "application/json"),
-        ("authorization", authorization.as_str()),
-    ];
+    let request = http::Request::post("/form")
+        .header(CONTENT_TYPE, "application/json")
+        .header(AUTHORIZATION, format!("Bearer {FORM_SECRET}"))
+        .body(body)?;
     for _ in 0..30 {
         world.form_posts.fetch_add(1, Ordering::Relaxed);
-        let answer = world.form.handle("POST", &headers, body.as_bytes()).await;
-        if answer.status == 202 {
+        let answer = world.form.handle(&request).await;
+        if answer.status() == StatusCode::ACCEPTED {
             return Ok(());
         }
         anyhow::ensure!(
-            answer.status >= 500,
+            answer.status().is_server_error(),
             "the form was refused: {} {}",
-            answer.status,
-            answer.body
+            answer.status(),
+            answer.body()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -697,9 +688,13 @@ fn check_messages(
     customer: &Customer,
     replies: &[&str],
 ) -> usize {
-    let user_turns: Vec<String> = records
+    // Each text the agent was given, with the chat it went to (to tell a retry from a restart).
+    let user_turns: Vec<(String, &str)> = records
         .chats_of(customer)
-        .flat_map(|chat| chat.contents("user"))
+        .flat_map(|chat| {
+            let chat_id = chat.chat_id.as_str();
+            chat.contents("user").into_iter().map(move |t| (t, chat_id))
+        })
         .collect();
     let wamid_prefix = format!("wamid.chaos.{}.", customer.key);
     let written: Vec<usize> = records
@@ -714,8 +709,10 @@ fn check_messages(
             report.example(format!("{token} was acknowledged but never stored"));
             continue;
         };
-        let given_to_agent: Vec<&String> =
-            user_turns.iter().filter(|t| t.contains(&token)).collect();
+        let given_to_agent: Vec<&(String, &str)> = user_turns
+            .iter()
+            .filter(|(text, _)| text.contains(&token))
+            .collect();
         let answers: BTreeSet<&str> = replies
             .iter()
             .copied()
@@ -736,8 +733,13 @@ fn check_messages(
         if given_to_agent.len() > 1 || answers.len() > 1 {
             report.violations.answered_twice += 1;
             report.example(format!(
-                "{token} went to the agent as {given_to_agent:?} and into {} replies",
-                answers.len()
+                "{token} went to the agent as {given_to_agent:?} (text, chat) and into {} replies; \
+                 the customer's chats: {:?}",
+                answers.len(),
+                records
+                    .chats_of(customer)
+                    .map(|chat| (&chat.chat_id, &chat.status))
+                    .collect::<Vec<_>>()
             ));
         }
     }

@@ -5,28 +5,10 @@
 use std::collections::HashSet;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use shared::config::{ConfigError, EngineConfig, Env, RetellConfig, StoreConfig, WhatsAppConfig};
 use shared::queue::{JobDisposition, JobHandler, TurnJob};
 
 /// What the function reads from its environment at INIT.
-#[derive(Debug)]
-pub struct Config {
-    pub store: StoreConfig,
-    pub retell: RetellConfig,
-    pub whatsapp: WhatsAppConfig,
-    pub engine: EngineConfig,
-}
-
-impl Config {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            store: StoreConfig::from_env(env)?,
-            retell: RetellConfig::from_env(env)?,
-            whatsapp: WhatsAppConfig::from_env(env)?,
-            engine: EngineConfig::from_env(env)?,
-        })
-    }
-}
+pub use shared::config::WorkerConfig as Config;
 
 /// Runs every record of a batch and names those to deliver again.
 ///

@@ -4,27 +4,13 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::config::Env;
-use shared::engine::{Engine, TemplateConfig};
-use shared::retell::RetellClient;
-use shared::store::PostgrestStore;
-use shared::whatsapp::GraphClient;
+use shared::engine::BridgeEngine;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = conversation_worker::Config::from_env(&Env::from_process())?;
-    let whatsapp = &config.whatsapp;
-    let http = shared::http::client();
-    let engine = Engine::new(
-        PostgrestStore::new(&config.store, http.clone()),
-        RetellClient::new(&config.retell, http.clone()),
-        GraphClient::new(whatsapp, http),
-        config.engine.clone(),
-        TemplateConfig {
-            name: whatsapp.template_name.clone(),
-            language: whatsapp.template_language.clone(),
-        },
-    );
+    let engine = BridgeEngine::from_config(&config, shared::http::client());
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(conversation_worker::handle_batch(engine, event.payload).await)

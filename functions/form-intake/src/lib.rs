@@ -1,10 +1,6 @@
-//! The form-intake entry point: API Gateway's request (HTTP API, payload 2.0) in, the form's
-//! answer out. Everything the form decides is in [`shared::ingress::form`].
-
-use lambda_http::{Body, Request, Response};
-use shared::ingress::form::FormIntake;
-use shared::queue::TurnQueue;
-use shared::store::SessionStore;
+//! The form-intake Lambda's configuration. API Gateway's request (HTTP API, payload 2.0) goes
+//! to [`shared::ingress::form::FormIntake::handle`] as `lambda_http` hands it over: an
+//! `http::Request` with the base64 body already decoded.
 
 /// What the function reads from its environment at INIT.
 #[derive(Debug)]
@@ -24,36 +20,23 @@ impl Config {
     }
 }
 
-/// Hands the method, the headers and the raw body (API Gateway's base64 already decoded) to
-/// the form, and its answer back.
-pub async fn handle_request<S: SessionStore, Q: TurnQueue>(
-    intake: &FormIntake<S, Q>,
-    request: Request,
-) -> Response<Body> {
-    // A header value that is not visible ASCII cannot be a credential, a type or an origin.
-    let headers: Vec<(&str, &str)> = request
-        .headers()
-        .iter()
-        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-        .collect();
-    let answer = intake
-        .handle(request.method().as_str(), &headers, request.body().as_ref())
-        .await;
-    answer.into_http()
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
+    use lambda_http::http::header::{
+        ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+        CONTENT_TYPE, HeaderName, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
+    };
+    use lambda_http::{Body, IntoResponse, Request};
     use serde_json::Value;
     use shared::config::FormConfig;
     use shared::domain::{CountryId, CustomerKey};
     use shared::fakes::{FakeQueue, FakeStore};
+    use shared::ingress::Response;
+    use shared::ingress::form::FormIntake;
     use shared::queue::{QueueError, TurnJob};
     use shared::store::StoreError;
-
-    use super::*;
 
     /// The secret the fixtures' bearer tokens and signatures use.
     const SECRET: &str = "form-secret-3f9a";
@@ -92,19 +75,23 @@ mod tests {
         lambda_http::request::from_str(&event).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    fn header<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
-        response.headers().get(name).map(|v| v.to_str().unwrap())
-    }
-
-    fn json_body(response: &Response<Body>) -> Value {
-        match response.body() {
-            Body::Text(text) => serde_json::from_str(text).unwrap(),
-            other => panic!("not a JSON text body: {other:?}"),
+    impl Harness {
+        /// The fixture's request, answered as the Lambda answers it.
+        async fn answer(&self, name: &str) -> Response {
+            self.intake.handle(&fixture(name)).await
         }
     }
 
+    fn header(response: &Response, name: HeaderName) -> Option<&str> {
+        response.headers().get(name).map(|v| v.to_str().unwrap())
+    }
+
+    fn json_body(response: &Response) -> Value {
+        serde_json::from_str(response.body()).unwrap()
+    }
+
     /// The status, error code and field of an error response.
-    fn error(response: &Response<Body>) -> (u16, String, Option<String>) {
+    fn error(response: &Response) -> (u16, String, Option<String>) {
         let body = json_body(response);
         (
             response.status().as_u16(),
@@ -120,17 +107,17 @@ mod tests {
     #[tokio::test]
     async fn a_browser_post_with_the_bearer_token_is_accepted_with_cors() {
         let h = harness();
-        let response = handle_request(&h.intake, fixture("post_json_bearer")).await;
+        let response = h.answer("post_json_bearer").await;
         assert_eq!(response.status(), 202);
-        assert_eq!(header(&response, "content-type"), Some("application/json"));
+        assert_eq!(header(&response, CONTENT_TYPE), Some("application/json"));
         assert_eq!(
-            header(&response, "access-control-allow-origin"),
+            header(&response, ACCESS_CONTROL_ALLOW_ORIGIN),
             Some("https://www.example.com")
         );
         let body = json_body(&response);
         assert_eq!(body["status"], "queued");
         let submission = &h.store.recorded()[0];
-        assert_eq!(submission.name, "Lupita Pérez");
+        assert_eq!(submission.name.as_str(), "Lupita Pérez");
         assert_eq!(submission.customer_key.as_str(), "525512345678");
         assert_eq!(submission.fields["utm_source"], "google");
         let jobs = h.queue.jobs();
@@ -148,10 +135,10 @@ mod tests {
             matches!(request.body(), Body::Binary(_)),
             "lambda_http decoded the base64 body"
         );
-        let response = handle_request(&h.intake, request).await;
-        assert_eq!(response.status(), 202, "{:?}", response.body());
+        let response = h.intake.handle(&request).await;
+        assert_eq!(response.status(), 202, "{}", response.body());
         let submission = &h.store.recorded()[0];
-        assert_eq!(submission.name, "José Luis García");
+        assert_eq!(submission.name.as_str(), "José Luis García");
         assert_eq!(submission.customer_key.as_str(), "528123456789");
         assert_eq!(submission.fields["ciudad"], "Monterrey");
         assert_eq!(h.queue.jobs().len(), 1);
@@ -160,31 +147,31 @@ mod tests {
     #[tokio::test]
     async fn the_same_fixture_twice_is_one_submission() {
         let h = harness();
-        let first = json_body(&handle_request(&h.intake, fixture("post_json_bearer")).await);
-        let second = json_body(&handle_request(&h.intake, fixture("post_json_bearer")).await);
+        let first = json_body(&h.answer("post_json_bearer").await);
+        let second = json_body(&h.answer("post_json_bearer").await);
         assert_eq!(first["submission_id"], second["submission_id"]);
     }
 
     #[tokio::test]
     async fn a_preflight_gets_204_with_cors_headers() {
         let h = harness();
-        let response = handle_request(&h.intake, fixture("options_preflight")).await;
+        let response = h.answer("options_preflight").await;
         assert_eq!(response.status(), 204);
-        assert!(response.body().as_ref().is_empty(), "a 204 has no body");
+        assert!(response.body().is_empty(), "a 204 has no body");
         assert_eq!(
-            header(&response, "access-control-allow-origin"),
+            header(&response, ACCESS_CONTROL_ALLOW_ORIGIN),
             Some("https://www.example.com")
         );
         assert_eq!(
-            header(&response, "access-control-allow-methods"),
+            header(&response, ACCESS_CONTROL_ALLOW_METHODS),
             Some("POST, OPTIONS")
         );
         assert!(
-            header(&response, "access-control-allow-headers")
+            header(&response, ACCESS_CONTROL_ALLOW_HEADERS)
                 .unwrap()
                 .contains("idempotency-key")
         );
-        assert_eq!(header(&response, "vary"), Some("origin"));
+        assert_eq!(header(&response, VARY), Some("origin"));
     }
 
     #[tokio::test]
@@ -198,21 +185,21 @@ mod tests {
             ("post_malformed_json", err(400, "malformed_body", None)),
             ("post_landline", err(422, "invalid_field", Some("phone"))),
         ] {
-            let response = handle_request(&h.intake, fixture(name)).await;
+            let response = h.answer(name).await;
             assert_eq!(error(&response), expected, "{name}");
             assert_eq!(
-                header(&response, "content-type"),
+                header(&response, CONTENT_TYPE),
                 Some("application/json"),
                 "{name}"
             );
         }
-        let response = handle_request(&h.intake, fixture("post_unauthenticated")).await;
+        let response = h.answer("post_unauthenticated").await;
         assert_eq!(
-            header(&response, "access-control-allow-origin"),
+            header(&response, ACCESS_CONTROL_ALLOW_ORIGIN),
             Some("https://www.example.com"),
             "a browser can read the refusal"
         );
-        assert_eq!(header(&response, "www-authenticate"), Some("Bearer"));
+        assert_eq!(header(&response, WWW_AUTHENTICATE), Some("Bearer"));
         assert!(h.store.recorded().is_empty());
         assert!(h.queue.jobs().is_empty());
     }
@@ -220,14 +207,14 @@ mod tests {
     #[tokio::test]
     async fn a_body_over_the_limit_gets_413() {
         let h = harness_with(64);
-        let response = handle_request(&h.intake, fixture("post_json_bearer")).await;
+        let response = h.answer("post_json_bearer").await;
         assert_eq!(error(&response), err(413, "payload_too_large", None));
     }
 
     #[tokio::test]
     async fn a_reused_idempotency_key_for_another_phone_gets_409() {
         let h = harness();
-        let response = handle_request(&h.intake, fixture("post_json_idempotency_key")).await;
+        let response = h.answer("post_json_idempotency_key").await;
         assert_eq!(response.status(), 202);
         assert_eq!(
             h.store.recorded()[0].idempotency_key.as_str(),
@@ -238,7 +225,7 @@ mod tests {
             "lead-2026-11-25-0042",
             CustomerKey::from_whatsapp_id("5215599998888").unwrap(),
         );
-        let response = handle_request(&h.intake, fixture("post_json_idempotency_key")).await;
+        let response = h.answer("post_json_idempotency_key").await;
         assert_eq!(
             error(&response),
             err(409, "idempotency_key_reused", Some("Idempotency-Key"))
@@ -250,21 +237,36 @@ mod tests {
         let h = harness();
         h.store
             .fail_next(StoreError::Unavailable("connection refused".into()));
-        let response = handle_request(&h.intake, fixture("post_json_bearer")).await;
+        let response = h.answer("post_json_bearer").await;
         assert_eq!(error(&response), err(503, "unavailable", None));
-        assert_eq!(header(&response, "retry-after"), Some("5"));
+        assert_eq!(header(&response, RETRY_AFTER), Some("5"));
 
         let h = harness();
         h.queue
             .fail_next(QueueError::Unavailable("SQS timed out".into()));
-        let response = handle_request(&h.intake, fixture("post_json_bearer")).await;
+        let response = h.answer("post_json_bearer").await;
         assert_eq!(error(&response), err(503, "unavailable", None));
-        assert_eq!(header(&response, "retry-after"), Some("5"));
+        assert_eq!(header(&response, RETRY_AFTER), Some("5"));
         assert_eq!(
             json_body(&response)["error"]["message"]
                 .as_str()
                 .map(|m| m.contains("retry")),
             Some(true)
         );
+    }
+
+    #[tokio::test]
+    async fn the_answer_goes_back_to_api_gateway_as_text() {
+        let h = harness();
+        let accepted = h.answer("post_json_bearer").await.into_response().await;
+        assert_eq!(accepted.status(), 202);
+        assert!(
+            matches!(accepted.body(), Body::Text(text) if text.contains("submission_id")),
+            "{:?}",
+            accepted.body()
+        );
+        let preflight = h.answer("options_preflight").await.into_response().await;
+        assert_eq!(preflight.status(), 204);
+        assert!(preflight.body().is_empty());
     }
 }

@@ -1,5 +1,6 @@
-//! The form-intake Lambda: configuration and clients built once at INIT, then each request
-//! handed to the form.
+//! The form-intake Lambda: configuration and clients built once at INIT (the SQS client at the
+//! first job queued: see `SqsQueue::from_config`), then each request handed to the form as
+//! `lambda_http` gives it, and its answer handed back.
 
 use lambda_http::{Error, Request, service_fn};
 use shared::config::Env;
@@ -16,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let intake = FormIntake::new(store, queue, config.form);
     let intake = &intake;
     lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(form_intake::handle_request(intake, request).await)
+        Ok::<_, Error>(intake.handle(&request).await)
     }))
     .await
 }

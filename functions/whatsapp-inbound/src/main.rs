@@ -1,4 +1,5 @@
-//! The whatsapp-inbound Lambda: configuration and clients built once at INIT.
+//! The whatsapp-inbound Lambda: configuration and clients built once at INIT (the SQS client at
+//! the first turn queued: see `SqsQueue::from_config`).
 
 use lambda_http::{Error, Request, service_fn};
 use shared::config::Env;
@@ -15,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let webhook = WhatsAppWebhook::new(store, queue, &config.webhook);
     let webhook = &webhook;
     lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(whatsapp_inbound::handle_request(webhook, request).await)
+        Ok::<_, Error>(webhook.handle(&request).await)
     }))
     .await
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ChatId, CustomerKey, IdempotencyKey, MessageId, PhoneNumber, SubmissionId, TurnId};
+use super::{
+    ChatId, CustomerKey, CustomerName, IdempotencyKey, MessageId, PhoneNumber, SubmissionId, TurnId,
+};
 
 /// WhatsApp lets a business send free text for this long after the customer's last message.
 pub const CUSTOMER_SERVICE_WINDOW: TimeDelta = TimeDelta::hours(24);
@@ -119,7 +121,7 @@ pub struct FormSubmission {
     pub idempotency_key: IdempotencyKey,
     pub customer_key: CustomerKey,
     pub phone: PhoneNumber,
-    pub name: String,
+    pub name: CustomerName,
     /// Other fields of the form, passed to the agent as dynamic variables.
     pub fields: BTreeMap<String, String>,
 }

@@ -2,9 +2,11 @@
 
 mod conversation;
 mod customer_key;
+mod form;
 mod ids;
 
 pub use conversation::*;
 pub use customer_key::{CustomerKey, CustomerKeyError, PhoneNumber};
+pub use form::{CustomerName, ExtraField, ExtraFieldError, FieldName, NameError, RESERVED_FIELDS};
 pub use ids::{ChatId, IdError, IdempotencyKey, MessageId, SubmissionId, TurnId};
 pub use phonenumber::country::Id as CountryId;

@@ -12,11 +12,14 @@ use std::collections::BTreeMap;
 use tracing::Instrument as _;
 
 use crate::agent::{AgentError, ChatAgent, NewChat};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, WhatsAppConfig, WorkerConfig};
 use crate::domain::{ChatId, CustomerKey, OutboundMessage, Session};
 use crate::messenger::{Messenger, MessengerError, SentMessage, Template};
 use crate::queue::{JobDisposition, JobHandler, TurnJob};
-use crate::store::{SessionStore, StoreError};
+use crate::retell::RetellClient;
+use crate::retry::RetryPolicy;
+use crate::store::{PostgrestStore, SessionStore, StoreError};
+use crate::whatsapp::GraphClient;
 
 pub use start::StartOutcome;
 pub use turn::TurnOutcome;
@@ -26,6 +29,46 @@ pub use turn::TurnOutcome;
 pub struct TemplateConfig {
     pub name: String,
     pub language: String,
+}
+
+impl From<&WhatsAppConfig> for TemplateConfig {
+    fn from(whatsapp: &WhatsAppConfig) -> Self {
+        Self {
+            name: whatsapp.template_name.clone(),
+            language: whatsapp.template_language.clone(),
+        }
+    }
+}
+
+/// The engine on the real adapters: Supabase's PostgREST, Retell, the Graph API.
+pub type BridgeEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
+
+impl BridgeEngine {
+    /// The engine as the worker builds it at INIT, every client sharing `http`. The tests,
+    /// `make dev` and the chaos run build theirs here too, from a configuration of their own.
+    pub fn from_config(config: &WorkerConfig, http: reqwest::Client) -> Self {
+        Engine::new(
+            PostgrestStore::new(&config.store, http.clone()),
+            RetellClient::new(&config.retell, http.clone()),
+            GraphClient::new(&config.whatsapp, http),
+            config.engine.clone(),
+            TemplateConfig::from(&config.whatsapp),
+        )
+    }
+
+    /// Both clients retrying by `policy`, the Graph client's pair rate limit counted in
+    /// `pair_rate_limit_unit` (tests wait milliseconds where production waits seconds).
+    pub fn with_retry_policy(
+        mut self,
+        policy: RetryPolicy,
+        pair_rate_limit_unit: std::time::Duration,
+    ) -> Self {
+        self.agent = self.agent.with_retry_policy(policy);
+        self.messenger = self
+            .messenger
+            .with_retry_policy(policy, pair_rate_limit_unit);
+        self
+    }
 }
 
 pub struct Engine<S, A, M> {
@@ -57,7 +100,7 @@ impl EngineError {
     /// Worth running the job again later.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Store(e) => e.is_retryable(),
+            Self::Store(e) => e.is_transient(),
             Self::Agent(e) => e.is_transient(),
             Self::Messenger(e) => e.is_transient(),
             Self::ChatLost => true,

@@ -23,7 +23,13 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     ///
     /// A repeated job does nothing twice once the outreach is recorded. A job that dies after
     /// WhatsApp took the template and before it was recorded sends it again when retried.
-    #[tracing::instrument(name = "start_conversation", skip(self), err(Display))]
+    ///
+    /// Its failures are logged by the caller, which knows whether they are retried.
+    #[tracing::instrument(
+        name = "start_conversation",
+        skip_all,
+        fields(submission = %submission_id)
+    )]
     pub async fn start_conversation(
         &self,
         submission_id: SubmissionId,

@@ -29,7 +29,13 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     /// is recorded on the turn: a transient one puts the messages back for a retry (or, once the
     /// agent had answered, keeps the answer so the retry only sends it); a permanent one marks
     /// them failed with the reason.
-    #[tracing::instrument(name = "take_turn", skip_all, fields(customer = %customer.masked()), err(Display))]
+    ///
+    /// Its failures are logged by the caller, which knows whether they are retried.
+    #[tracing::instrument(
+        name = "take_turn",
+        skip_all,
+        fields(customer = %customer.masked(), turn = tracing::field::Empty)
+    )]
     pub async fn take_turn(&self, customer: &CustomerKey) -> Result<TurnOutcome, EngineError> {
         let turn = match self
             .store
@@ -40,6 +46,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             TurnClaim::Busy { .. } => return Ok(TurnOutcome::Busy),
             TurnClaim::Claimed(turn) => turn,
         };
+        tracing::Span::current().record("turn", tracing::field::display(turn.turn_id));
         match self.answer(&turn).await {
             Ok(outcome) => Ok(outcome),
             Err(error) => {
@@ -50,7 +57,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                     .await
                 {
                     // The lease runs out instead and another turn takes the messages over.
-                    tracing::error!(%store_error, "could not record the failed turn");
+                    tracing::warn!(%store_error, "could not record the failed turn");
                 }
                 Err(error)
             }
@@ -281,7 +288,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             let parts = match self.messenger.send_text(&to, reply, None).await {
                 Ok(parts) => parts.into_iter().map(outbound).collect::<Vec<_>>(),
                 Err(MessengerError::NeedsTemplate(error)) => {
-                    tracing::warn!(%error, "the window had closed: sending the template instead");
+                    tracing::info!(%error, "the window had closed: sending the template instead");
                     return self.send_template_and_complete(turn, Some(chat_id)).await;
                 }
                 Err(error) => return Err(error.into()),

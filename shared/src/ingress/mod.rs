@@ -1,58 +1,73 @@
-//! The doors of the bridge, free of any HTTP framework: Meta's webhook and the web form take
-//! raw bytes and headers and give an [`HttpAnswer`]. The Lambda functions and the local run
-//! only translate their requests into these calls.
+//! The doors of the bridge: Meta's webhook and the web form. Each takes the request as `http`
+//! types and answers an `http::Response`, so `lambda_http` and the local axum server hand their
+//! requests straight through. Each door has one error enum; its status and code are written
+//! once, in its [`DoorError`] impl, and every refusal answers the same JSON shape.
 
 pub mod form;
 pub mod whatsapp;
 
-/// What to answer: a status, a content type and a body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpAnswer {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: String,
-    /// Extra headers (CORS).
-    pub headers: Vec<(&'static str, String)>,
-}
+use http::StatusCode;
+use http::header::{self, AsHeaderName, HeaderMap, HeaderValue};
 
-impl HttpAnswer {
-    pub fn json(status: u16, body: &serde_json::Value) -> Self {
-        Self {
-            status,
-            content_type: "application/json",
-            body: body.to_string(),
-            headers: Vec::new(),
-        }
+/// What every door answers. The body is text: JSON, a challenge, or nothing.
+pub type Response = http::Response<String>;
+
+/// What a door's error enum tells the caller: the status, a stable code and, where one field
+/// or header is at fault, its name. The message is the error's `Display`.
+pub trait DoorError: std::error::Error {
+    fn status(&self) -> StatusCode;
+
+    /// A stable, machine-readable code (`unauthorized`, `invalid_field`, …).
+    fn code(&self) -> &'static str;
+
+    /// The field or header at fault, when there is one.
+    fn field(&self) -> Option<&str> {
+        None
     }
 
-    pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into(),
-            headers: Vec::new(),
-        }
-    }
+    /// Headers the refusal carries besides the body's type (`Retry-After`, `Allow`, …).
+    fn add_headers(&self, _headers: &mut HeaderMap) {}
 
-    /// The answer as an `http` response, whatever the body type (API Gateway's, axum's).
-    pub fn into_http<B: From<String>>(self) -> http::Response<B> {
-        let mut response = http::Response::builder()
-            .status(self.status)
-            .header("content-type", self.content_type);
-        for (name, value) in self.headers {
-            response = response.header(name, value);
-        }
-        response
-            .body(B::from(self.body))
-            .expect("a status and headers of our own")
-    }
-
-    /// `{"error": {"code", "message", "field"?}}`, the shape every error of ours has.
-    pub fn error(status: u16, code: &str, message: &str, field: Option<&str>) -> Self {
-        let mut error = serde_json::json!({ "code": code, "message": message });
-        if let Some(field) = field {
+    /// `{"error": {"code", "message", "field"?}}` with the status and headers above.
+    fn to_response(&self) -> Response {
+        let mut error = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        if let Some(field) = self.field() {
             error["field"] = serde_json::json!(field);
         }
-        Self::json(status, &serde_json::json!({ "error": error }))
+        let mut response = json_response(self.status(), &serde_json::json!({ "error": error }));
+        self.add_headers(response.headers_mut());
+        response
     }
+}
+
+/// A JSON answer.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    with_content_type(status, body.to_string(), "application/json")
+}
+
+/// A plain-text answer.
+pub fn text_response(status: StatusCode, body: impl Into<String>) -> Response {
+    with_content_type(status, body.into(), "text/plain; charset=utf-8")
+}
+
+/// An answer without a body (a 204).
+pub fn empty_response(status: StatusCode) -> Response {
+    let mut response = Response::new(String::new());
+    *response.status_mut() = status;
+    response
+}
+
+fn with_content_type(status: StatusCode, body: String, content_type: &'static str) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A header's value as text; a value that is not visible ASCII cannot be a credential, a type
+/// or an origin, and reads as absent. The first of repeated headers wins.
+pub fn header_text(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
 }

@@ -9,21 +9,72 @@
 
 use std::collections::BTreeMap;
 
+use http::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::HttpAnswer;
+use super::{DoorError, Response, header_text, text_response};
 use crate::config::WebhookConfig;
 use crate::domain::{CustomerKey, DeliveryUpdate, InboundMessage, MessageId, UnprocessedEvent};
 use crate::queue::{TurnJob, TurnQueue};
 use crate::store::SessionStore;
 use crate::whatsapp::webhook::{
-    SubscriptionQuery, WebhookErrorCause, WebhookEvent, WebhookPayload, events, verify_signature,
-    verify_subscription,
+    SIGNATURE_HEADER, SignatureError, SubscriptionError, SubscriptionQuery, WebhookErrorCause,
+    WebhookEvent, WebhookPayload, events, verify_signature, verify_subscription,
 };
 
 /// Meta sends at most 3 MB; a little room above that.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// What Meta is answered when a delivery is taken.
+const RECEIVED: &str = "EVENT_RECEIVED";
+
+/// Why the webhook refused a request. Meta retries anything but a 200 for days.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{0} is not GET or POST")]
+    MethodNotAllowed(Method),
+    #[error(transparent)]
+    Verification(#[from] SubscriptionError),
+    #[error("Meta's webhooks are at most 3 MB")]
+    PayloadTooLarge,
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The store or the queue is down: Meta delivers again, and nothing is recorded twice.
+    #[error("could not {0}; retry")]
+    Unavailable(&'static str),
+}
+
+impl DoorError for WebhookError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Verification(_) => StatusCode::FORBIDDEN,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Verification(_) => "verification_failed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Signature(_) => "invalid_signature",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+
+    fn add_headers(&self, headers: &mut http::HeaderMap) {
+        if let Self::MethodNotAllowed(_) = self {
+            headers.insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("GET, POST"),
+            );
+        }
+    }
+}
 
 pub struct WhatsAppWebhook<S, Q> {
     store: S,
@@ -42,8 +93,27 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
         }
     }
 
+    /// `GET` is Meta's verification handshake, `POST` a delivery; anything else is refused.
+    pub async fn handle<B: AsRef<[u8]>>(&self, request: &http::Request<B>) -> Response {
+        let answer = match *request.method() {
+            Method::GET => self.verify(request.uri().query().unwrap_or("")),
+            Method::POST => {
+                let signature = header_text(request.headers(), SIGNATURE_HEADER);
+                self.receive(signature, request.body().as_ref()).await
+            }
+            ref other => Err(WebhookError::MethodNotAllowed(other.clone())),
+        };
+        answer.unwrap_or_else(|error| {
+            match &error {
+                WebhookError::Unavailable(_) => {}
+                refused => tracing::warn!(error = %refused, "webhook refused"),
+            }
+            error.to_response()
+        })
+    }
+
     /// Meta's handshake: `hub.mode=subscribe` and our verify token → the challenge, as text.
-    pub fn verify(&self, raw_query: &str) -> HttpAnswer {
+    fn verify(&self, raw_query: &str) -> Result<Response, WebhookError> {
         let parameters: BTreeMap<String, String> =
             url::form_urlencoded::parse(raw_query.as_bytes())
                 .into_owned()
@@ -53,39 +123,31 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             verify_token: parameters.get("hub.verify_token").map(String::as_str),
             challenge: parameters.get("hub.challenge").map(String::as_str),
         };
-        match verify_subscription(query, self.verify_token.expose_secret()) {
-            Ok(challenge) => HttpAnswer::text(200, challenge),
-            Err(error) => {
-                tracing::warn!(%error, "webhook verification refused");
-                HttpAnswer::error(403, "verification_failed", &error.to_string(), None)
-            }
-        }
+        let challenge = verify_subscription(query, self.verify_token.expose_secret())?;
+        Ok(text_response(StatusCode::OK, challenge))
     }
 
-    /// Meta's POST, with the raw body and the `X-Hub-Signature-256` header.
+    /// Meta's POST: the signature over the raw body, then one store call, then a turn queued
+    /// for each customer with messages waiting.
     #[tracing::instrument(name = "whatsapp_webhook", skip_all, fields(bytes = raw_body.len()))]
-    pub async fn receive(&self, signature: Option<&str>, raw_body: &[u8]) -> HttpAnswer {
+    async fn receive(
+        &self,
+        signature: Option<&str>,
+        raw_body: &[u8],
+    ) -> Result<Response, WebhookError> {
         if raw_body.len() > MAX_BODY_BYTES {
-            return HttpAnswer::error(
-                413,
-                "payload_too_large",
-                "Meta's webhooks are at most 3 MB",
-                None,
-            );
+            return Err(WebhookError::PayloadTooLarge);
         }
-        if let Err(error) = verify_signature(
+        verify_signature(
             self.app_secret.expose_secret().as_bytes(),
             raw_body,
             signature,
-        ) {
-            tracing::warn!(%error, "webhook refused");
-            return HttpAnswer::error(401, "invalid_signature", &error.to_string(), None);
-        }
+        )?;
         let delivery = Delivery::read(raw_body);
         if delivery.is_empty() {
-            return HttpAnswer::text(200, "EVENT_RECEIVED");
+            return Ok(text_response(StatusCode::OK, RECEIVED));
         }
-        let recorded = match self
+        let recorded = self
             .store
             .record_webhook(
                 &delivery.messages,
@@ -93,18 +155,10 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
                 &delivery.unprocessed,
             )
             .await
-        {
-            Ok(recorded) => recorded,
-            Err(error) => {
+            .map_err(|error| {
                 tracing::error!(%error, "could not record the webhook: Meta will deliver it again");
-                return HttpAnswer::error(
-                    503,
-                    "unavailable",
-                    "could not store the delivery; retry",
-                    None,
-                );
-            }
-        };
+                WebhookError::Unavailable("store the delivery")
+            })?;
         // One turn per customer with messages waiting; the first waiting wamid dedupes the job.
         let mut waiting: BTreeMap<&CustomerKey, &MessageId> = BTreeMap::new();
         for message in recorded.messages.iter().filter(|m| m.waiting) {
@@ -116,15 +170,13 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             let job = TurnJob::TakeTurn {
                 customer_key: customer.clone(),
             };
-            if let Err(error) = self.queue.enqueue(&job, wamid.as_str()).await {
-                tracing::error!(%error, customer = %customer.masked(), "could not queue a turn: Meta will deliver again");
-                return HttpAnswer::error(
-                    503,
-                    "unavailable",
-                    "could not queue the turn; retry",
-                    None,
-                );
-            }
+            self.queue
+                .enqueue(&job, wamid.as_str())
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, customer = %customer.masked(), "could not queue a turn: Meta will deliver again");
+                    WebhookError::Unavailable("queue the turn")
+                })?;
         }
         tracing::info!(
             messages = delivery.messages.len(),
@@ -133,7 +185,7 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             unprocessed = delivery.unprocessed.len(),
             "webhook recorded"
         );
-        HttpAnswer::text(200, "EVENT_RECEIVED")
+        Ok(text_response(StatusCode::OK, RECEIVED))
     }
 }
 

@@ -231,7 +231,7 @@ impl<H: JobHandler> Inner<H> {
                 JobDisposition::RetryLater(reason) => reason,
             };
             if receives >= self.settings.max_receives {
-                span.in_scope(|| tracing::warn!(receives, %reason, "job dead-lettered"));
+                span.in_scope(|| tracing::error!(receives, %reason, "job dead-lettered"));
                 let mut state = self.state();
                 state.dead_letters.push((job.clone(), reason));
                 state.stats.dead_lettered += 1;

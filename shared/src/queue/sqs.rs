@@ -2,11 +2,16 @@
 //! customer), the caller's deduplication id the message deduplication id, the job's JSON the body.
 
 use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::environment::EnvironmentVariableRegionProvider;
+use aws_config::environment::{
+    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+};
 use aws_config::meta::region::RegionProviderChain;
-use aws_sdk_sqs::config::Region;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_sqs::config::{BehaviorVersion, Region, SharedHttpClient};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::send_message::SendMessageError;
 use sha2::{Digest, Sha256};
@@ -19,19 +24,31 @@ use crate::config::QueueConfig;
 const MAX_ID_LEN: usize = 128;
 /// Where a queue URL names no region (a local endpoint) and the environment names none either.
 const FALLBACK_REGION: &str = "us-east-1";
+/// The connect timeout `aws_config` gives every SDK client (a client built without it has none).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 
 /// [`TurnQueue`] on an SQS FIFO queue.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
-    client: aws_sdk_sqs::Client,
+    /// Built at the first job (shared by the clones), from `pending` when it is set.
+    client: Arc<OnceLock<aws_sdk_sqs::Client>>,
+    pending: Option<aws_sdk_sqs::config::Builder>,
     queue_url: String,
 }
 
 impl SqsQueue {
-    /// A queue client from the configuration: credentials from the usual AWS chain (the Lambda's
-    /// role), the region the queue URL names (`sqs.<region>.amazonaws.com`), else `AWS_REGION`,
-    /// else `us-east-1`, and `SQS_ENDPOINT_URL` when set. Nothing is sent until the first job:
-    /// no network at construction.
+    /// A queue client from the configuration: the credentials Lambda hands the function's role
+    /// over in (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), the region
+    /// the queue URL names (`sqs.<region>.amazonaws.com`), else `AWS_REGION`, else `us-east-1`,
+    /// and `SQS_ENDPOINT_URL` when set. Nothing is sent until the first job: no network at
+    /// construction, and no file read.
+    ///
+    /// The client itself is built at the first job, not at INIT: most invocations of the
+    /// webhook (delivery statuses, the verification) and the form (preflights) queue nothing.
+    /// It is built without `aws_config::load`, whose credential chain (profile files, web
+    /// identity, ECS, the instance metadata service) finds the environment's in Lambda anyway;
+    /// what `aws_config` would set besides is set here as it would be: standard retries, a 3.1 s
+    /// connect timeout.
     pub async fn from_config(config: &QueueConfig) -> SqsQueue {
         let queue_url = config.queue_url.as_str().to_owned();
         // Not the default region chain: it would ask the instance metadata service, over the
@@ -40,20 +57,45 @@ impl SqsQueue {
             RegionProviderChain::first_try(region_of_queue_url(&queue_url).map(Region::new))
                 .or_else(EnvironmentVariableRegionProvider::new())
                 .or_else(Region::from_static(FALLBACK_REGION));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        let mut sqs_config = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(region.region().await)
+            .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+            .retry_config(RetryConfig::standard())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .build(),
+            );
         if let Some(endpoint) = &config.endpoint_url {
-            loader = loader.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+            sqs_config = sqs_config.endpoint_url(endpoint.as_str().trim_end_matches('/'));
         }
-        let sdk_config = loader.load().await;
-        Self::from_client(aws_sdk_sqs::Client::new(&sdk_config), queue_url)
+        SqsQueue {
+            client: Arc::default(),
+            pending: Some(sqs_config),
+            queue_url,
+        }
     }
 
     /// A queue on a client built elsewhere (the tests', pointed at a local SQS).
     pub fn from_client(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> SqsQueue {
         SqsQueue {
-            client,
+            client: Arc::new(OnceLock::from(client)),
+            pending: None,
             queue_url: queue_url.into(),
         }
+    }
+
+    fn client(&self) -> &aws_sdk_sqs::Client {
+        self.client.get_or_init(|| {
+            let config = self
+                .pending
+                .clone()
+                .expect("a queue without a client has its configuration")
+                .http_client(http_client())
+                .build();
+            aws_sdk_sqs::Client::from_conf(config)
+        })
     }
 
     pub fn queue_url(&self) -> &str {
@@ -68,7 +110,7 @@ impl SqsQueue {
             ))
         })?;
         let output = self
-            .client
+            .client()
             .send_message()
             .queue_url(&self.queue_url)
             .message_group_id(sqs_id(job.customer_key().as_str()))
@@ -94,11 +136,57 @@ impl TurnQueue for SqsQueue {
             .send(job, deduplication_id)
             .instrument(span.clone())
             .await;
-        if let Err(e) = &result {
-            span.in_scope(|| tracing::warn!(error = %e, "job not queued"));
+        // Unavailable: the caller answers 5xx and the sender retries. Rejected (no such queue,
+        // no permission): a person must fix the deployment.
+        match &result {
+            Err(error @ QueueError::Unavailable(_)) => {
+                span.in_scope(|| tracing::warn!(%error, "job not queued"))
+            }
+            Err(error) => span.in_scope(|| tracing::error!(%error, "job not queued")),
+            Ok(()) => {}
         }
         result
     }
+}
+
+/// The SDK's own HTTP client (hyper 0.14, rustls 0.21 with ring, HTTP/1.1 and 2, the same cipher
+/// suites) trusting the Mozilla roots compiled into `webpki-roots`, as reqwest does for our other
+/// services. The SDK's default trusts the system's roots, which it reads and parses from the
+/// certificate bundle (200 kB of PEM) when the client is built: most of a millisecond.
+fn http_client() -> SharedHttpClient {
+    use rustls::cipher_suite::*;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_trust_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().map(|anchor| {
+        rustls::OwnedTrustAnchor::from_subject_spki_name_constraints(
+            anchor.subject,
+            anchor.spki,
+            anchor.name_constraints,
+        )
+    }));
+    let tls = rustls::ClientConfig::builder()
+        .with_cipher_suites(&[
+            TLS13_AES_256_GCM_SHA384,
+            TLS13_AES_128_GCM_SHA256,
+            TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ])
+        .with_safe_default_kx_groups()
+        .with_safe_default_protocol_versions()
+        .expect("rustls takes its own safe defaults")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    // The hyper 0.14 client is the one the SDK's `rustls` feature builds too.
+    #[allow(deprecated)]
+    aws_smithy_http_client::hyper_014::HyperClientBuilder::new().build(connector)
 }
 
 pub(super) fn job_kind(job: &TurnJob) -> &'static str {
@@ -278,7 +366,19 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(queue.queue_url(), config.queue_url.as_str());
-        let sqs_config = queue.client.config();
+        let sqs_config = queue.client().config();
         assert_eq!(sqs_config.region().map(Region::as_ref), Some("eu-west-1"));
+        // What aws_config::load would have set.
+        assert_eq!(
+            sqs_config
+                .timeout_config()
+                .and_then(|t| t.connect_timeout()),
+            Some(CONNECT_TIMEOUT)
+        );
+        assert_eq!(
+            sqs_config.retry_config().map(|r| r.max_attempts()),
+            Some(RetryConfig::standard().max_attempts())
+        );
+        assert!(sqs_config.http_client().is_some());
     }
 }

@@ -74,7 +74,13 @@ impl RetellClient {
         self
     }
 
-    #[tracing::instrument(name = "retell", skip(self, body), fields(path = %path.join("/")), err(Display))]
+    /// A failure is logged: at ERROR when a person must act (the key, the account), at INFO
+    /// for an ended chat (the engine carries the conversation over), else at WARN.
+    #[tracing::instrument(
+        name = "retell",
+        skip_all,
+        fields(method = %method, path = %path.join("/"))
+    )]
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -95,6 +101,13 @@ impl RetellClient {
                 _ => false,
             };
             if !worth_retrying || retry >= self.retry.max_retries {
+                match &error {
+                    AgentError::Unauthorized(_) | AgentError::PaymentRequired(_) => {
+                        tracing::error!(%error, retries = retry, "Retell refused us")
+                    }
+                    AgentError::ChatEnded(_) => tracing::info!(%error, "Retell ended the chat"),
+                    _ => tracing::warn!(%error, retries = retry, "Retell failed"),
+                }
                 return Err(error);
             }
             let retry_after = match error {

@@ -7,12 +7,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use sha2::Sha256;
 
 use crate::domain::{ChatId, ChatStatus};
+use crate::signature::verify_hmac_sha256;
 
 /// The header Retell signs each webhook with.
 pub const SIGNATURE_HEADER: &str = "x-retell-signature";
@@ -86,13 +85,13 @@ pub fn verify_signature(
         });
     }
     let digest = hex::decode(hex_digest).expect("checked to be 64 hex digits");
-    let mut mac = Hmac::<Sha256>::new_from_slice(api_key).expect("HMAC takes a key of any length");
-    mac.update(raw_body);
-    // The timestamp exactly as the header wrote it: that is the text Retell signed.
-    mac.update(timestamp.as_bytes());
-    // `verify_slice` compares in constant time.
-    mac.verify_slice(&digest)
-        .map_err(|_| RetellSignatureError::Mismatch)
+    // The timestamp exactly as the header wrote it: that is the text Retell signed. Compared in
+    // constant time.
+    if verify_hmac_sha256(api_key, &[raw_body, timestamp.as_bytes()], &digest) {
+        Ok(())
+    } else {
+        Err(RetellSignatureError::Mismatch)
+    }
 }
 
 /// A chat webhook: `{"event": "chat_ended", "chat": {...}}`. Retell documents this envelope for
@@ -171,6 +170,7 @@ fn known_chat_status<'de, D: Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signature::hmac_sha256_hex;
     use serde_json::json;
 
     const API_KEY: &[u8] = b"key_webhook_badge";
@@ -180,12 +180,9 @@ mod tests {
             .as_bytes();
 
     fn sign(body: &[u8], timestamp: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(API_KEY).unwrap();
-        mac.update(body);
-        mac.update(timestamp.as_bytes());
         format!(
             "v={timestamp},d={}",
-            hex::encode(mac.finalize().into_bytes())
+            hmac_sha256_hex(API_KEY, &[body, timestamp.as_bytes()])
         )
     }
 

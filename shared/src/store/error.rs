@@ -73,7 +73,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub fn is_retryable(&self) -> bool {
+    /// Worth trying again later (the word every error type of the bridge uses).
+    pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
 
@@ -114,7 +115,7 @@ mod tests {
         );
         let err =
             StoreError::from_response(PostgrestError::from_body(502, b"<html>Bad Gateway</html>"));
-        assert!(err.is_retryable());
+        assert!(err.is_transient());
         assert!(
             err.to_string().contains("HTTP 502: <html>Bad Gateway"),
             "{err}"

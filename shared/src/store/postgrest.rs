@@ -48,7 +48,7 @@ impl PostgrestStore {
     }
 
     /// Calls a SQL function with named arguments and reads its JSON result.
-    #[tracing::instrument(name = "store.rpc", skip(self, args), fields(function = function), err(Display))]
+    #[tracing::instrument(name = "store.rpc", skip_all, fields(function = function))]
     pub async fn call<T: DeserializeOwned>(
         &self,
         function: &str,
@@ -71,7 +71,26 @@ impl PostgrestStore {
         Builder::new(url, None, self.headers.clone(), self.client.clone())
     }
 
+    /// One request, its failure logged: at ERROR when a person must act (our key or role
+    /// refused, an answer we cannot read: the deployment or the migrations), else at WARN (the
+    /// caller retries, or answers the conflict).
     async fn send<T: DeserializeOwned>(&self, request: Builder) -> Result<T, StoreError> {
+        let result = self.exchange(request).await;
+        match &result {
+            Err(error @ StoreError::Unauthorized(_)) => {
+                tracing::error!(%error, "the store refused our key or role")
+            }
+            Err(StoreError::Unexpected(detail)) => {
+                let error = format!("{detail:#}");
+                tracing::error!(%error, "the store answered something unexpected")
+            }
+            Err(error) => tracing::warn!(%error, "store call failed"),
+            Ok(_) => {}
+        }
+        result
+    }
+
+    async fn exchange<T: DeserializeOwned>(&self, request: Builder) -> Result<T, StoreError> {
         let response = request
             .build()
             .timeout(self.request_timeout)
@@ -191,7 +210,7 @@ impl SessionStore for PostgrestStore {
         self.call("record_form_submission", &args).await
     }
 
-    #[tracing::instrument(name = "store.session", skip_all, fields(customer = %customer.masked()), err(Display))]
+    #[tracing::instrument(name = "store.session", skip_all, fields(customer = %customer.masked()))]
     async fn session(&self, customer: &CustomerKey) -> Result<Option<Session>, StoreError> {
         let request = self
             .builder(format!("{}/chat_sessions", self.rest_url))

@@ -88,8 +88,10 @@ impl GraphClient {
         self
     }
 
-    /// Posts to `/<version>/<phone-number-id>/messages`, retrying what Meta says to retry.
-    #[tracing::instrument(name = "graph", skip_all, err(Display))]
+    /// Posts to `/<version>/<phone-number-id>/messages`, retrying what Meta says to retry. A
+    /// failure is logged at WARN (DEBUG for a closed window, which the engine answers with the
+    /// template); the caller logs what it makes of it.
+    #[tracing::instrument(name = "graph", skip_all)]
     async fn post(&self, body: &Value) -> Result<Value, MessengerError> {
         let mut retry = 0;
         loop {
@@ -113,7 +115,15 @@ impl GraphClient {
                     tokio::time::sleep(delay).await;
                     retry += 1;
                 }
-                _ => return Err(error),
+                _ => {
+                    match &error {
+                        MessengerError::NeedsTemplate(_) => {
+                            tracing::debug!(%error, "WhatsApp wants a template")
+                        }
+                        _ => tracing::warn!(%error, retries = retry, "WhatsApp failed"),
+                    }
+                    return Err(error);
+                }
             }
         }
     }

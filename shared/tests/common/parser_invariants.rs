@@ -2,8 +2,8 @@
 //! property tests (`shared/tests/parser_properties.rs`) and the libFuzzer targets (`fuzz/`).
 
 use shared::domain::{CustomerKey, PhoneNumber};
-use shared::ingress::HttpAnswer;
-use shared::ingress::form::{MAX_EXTRA_FIELDS, MAX_NAME_CHARS, ValidForm};
+use shared::ingress::DoorError;
+use shared::ingress::form::{FormError, MAX_EXTRA_FIELDS, MAX_NAME_CHARS, ValidForm};
 use shared::ingress::whatsapp::Delivery;
 use shared::whatsapp::webhook::{WebhookPayload, events};
 
@@ -55,17 +55,18 @@ pub fn check_delivery(body: &[u8], delivery: &Delivery) -> Result<(), String> {
 
 /// A form read under `content_type` is either accepted whole (only as JSON or urlencoded, its
 /// name, fields, number and key within bounds and reading back from the store) or refused with
-/// a 4xx naming a code: 415 for any other content type.
+/// a 4xx answer naming a code and a message: 415 for any other content type.
 pub fn check_form(
     content_type: Option<&str>,
-    read: &Result<ValidForm, HttpAnswer>,
+    read: &Result<ValidForm, FormError>,
 ) -> Result<(), String> {
     let accepted_type = content_type.is_some_and(|t| t.starts_with("application/"));
     match read {
         Ok(form) => {
             ensure(accepted_type, "a form read under another content type")?;
             ensure(
-                !form.name.is_empty() && form.name.chars().count() <= MAX_NAME_CHARS,
+                !form.name.as_str().is_empty()
+                    && form.name.as_str().chars().count() <= MAX_NAME_CHARS,
                 "a name out of bounds",
             )?;
             ensure(
@@ -83,19 +84,18 @@ pub fn check_form(
                 "the key does not read back",
             )?;
         }
-        Err(answer) => {
+        Err(refusal) => {
+            let answer = refusal.to_response();
+            let status = answer.status();
+            ensure(status.is_client_error(), &format!("not a 4xx: {refusal:?}"))?;
             ensure(
-                (400..500).contains(&answer.status),
-                &format!("not a 4xx: {answer:?}"),
+                accepted_type || status == 415,
+                &format!("another content type is a 415: {refusal:?}"),
             )?;
-            ensure(
-                accepted_type || answer.status == 415,
-                &format!("another content type is a 415: {answer:?}"),
-            )?;
-            let error: serde_json::Value = serde_json::from_str(&answer.body)
+            let error: serde_json::Value = serde_json::from_str(answer.body())
                 .map_err(|e| format!("the answer is not JSON ({e}): {answer:?}"))?;
             ensure(
-                error["error"]["code"].is_string() && error["error"]["message"].is_string(),
+                error["error"]["code"] == refusal.code() && error["error"]["message"].is_string(),
                 &format!("the answer names no code and message: {answer:?}"),
             )?;
         }

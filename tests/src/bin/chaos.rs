@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use test_support::LocalStack;
-use test_support::chaos::{self, ChaosPlan};
+use bridge_tests::chaos::{self, ChaosPlan};
+use sandbox::LocalStack;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {

@@ -1,8 +1,8 @@
 //! The short chaos run: duplicates, out-of-order bursts, Retell and Graph failures and killed
 //! workers, and nothing lost, doubled or out of order at the end (`make chaos` runs the full one).
 
-use test_support::LocalStack;
-use test_support::chaos::{self, ChaosPlan};
+use bridge_tests::chaos::{self, ChaosPlan};
+use sandbox::LocalStack;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_doubled_or_reordered_under_faults_duplicates_and_kills() {

@@ -1,13 +1,13 @@
 use std::time::Duration;
 
+use sandbox::graph_standin::{
+    ACCESS_TOKEN, API_VERSION, PHONE_NUMBER_ID, TEMPLATE_LANGUAGE, TEMPLATE_NAME,
+};
+use sandbox::{GraphFault, GraphStandIn};
 use serde_json::json;
 use shared::domain::{CustomerKey, MessageId};
 use shared::messenger::{Messenger, MessengerError, Recipient, Template};
 use shared::whatsapp::{GraphClient, MAX_TEXT_CHARS};
-use test_support::graph_standin::{
-    ACCESS_TOKEN, API_VERSION, PHONE_NUMBER_ID, TEMPLATE_LANGUAGE, TEMPLATE_NAME,
-};
-use test_support::{GraphFault, GraphStandIn};
 
 use crate::FAST_RETRIES;
 
@@ -260,7 +260,7 @@ async fn a_send_that_timed_out_is_not_sent_again() {
 
 #[tokio::test]
 async fn the_stand_ins_answer_matches_the_send_response_schema_of_the_spec() {
-    use test_support::schema::{ApiSpec, validate};
+    use sandbox::schema::{ApiSpec, validate};
     let graph = GraphStandIn::start();
     let answer = post_raw(
         &graph,

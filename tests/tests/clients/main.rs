@@ -5,4 +5,4 @@ mod graph;
 mod retell;
 mod webhooks;
 
-pub use test_support::FAST_RETRIES;
+pub use sandbox::FAST_RETRIES;

@@ -1,12 +1,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sandbox::retell_standin::{API_KEY, RetellOperation::*};
+use sandbox::{RetellFault, RetellStandIn};
 use serde_json::json;
 use shared::agent::{AgentError, ChatAgent, NewChat};
 use shared::domain::{ChatId, ChatStatus};
 use shared::retell::RetellClient;
-use test_support::retell_standin::{API_KEY, RetellOperation::*};
-use test_support::{RetellFault, RetellStandIn};
 
 use crate::FAST_RETRIES;
 
@@ -260,7 +260,7 @@ async fn an_unreachable_service_is_a_connect_error() {
     );
 }
 
-fn statuses(retell: &RetellStandIn, operation: test_support::RetellOperation) -> Vec<u16> {
+fn statuses(retell: &RetellStandIn, operation: sandbox::RetellOperation) -> Vec<u16> {
     retell
         .requests(operation)
         .iter()
@@ -270,7 +270,7 @@ fn statuses(retell: &RetellStandIn, operation: test_support::RetellOperation) ->
 
 #[tokio::test]
 async fn the_stand_ins_answers_match_the_response_schemas_of_the_spec() {
-    use test_support::schema::{ApiSpec, validate};
+    use sandbox::schema::{ApiSpec, validate};
     let retell = RetellStandIn::start();
     let client = client(&retell);
     let chat = client.create_chat(&new_chat()).await.unwrap();

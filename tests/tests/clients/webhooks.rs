@@ -1,15 +1,13 @@
 //! Every webhook example in Meta's spec goes through our signature check and parser.
 
-use hmac::{Hmac, Mac};
+use sandbox::schema::ApiSpec;
+use shared::signature::hmac_sha256_hex;
 use shared::whatsapp::webhook::{WebhookEvent, WebhookPayload, events, verify_signature};
-use test_support::schema::ApiSpec;
 
 const APP_SECRET: &[u8] = b"app-secret-of-the-test";
 
 fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha256={}", hmac_sha256_hex(APP_SECRET, &[body]))
 }
 
 #[test]

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sandbox::RetellFault;
+use sandbox::retell_standin::RetellOperation::CreateChatCompletion;
 use shared::queue::{InProcessQueue, InProcessSettings, TurnJob, TurnQueue};
-use test_support::RetellFault;
-use test_support::retell_standin::RetellOperation::CreateChatCompletion;
 
 use crate::support::{Bridge, minutes};
 

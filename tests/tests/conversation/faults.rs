@@ -1,7 +1,7 @@
+use sandbox::retell_standin::RetellOperation::{CreateChatCompletion, GetChat};
+use sandbox::{GraphFault, RetellFault};
 use shared::engine::TurnOutcome;
 use shared::queue::{JobDisposition, JobHandler, TurnJob};
-use test_support::retell_standin::RetellOperation::{CreateChatCompletion, GetChat};
-use test_support::{GraphFault, RetellFault};
 
 use crate::support::{Bridge, minutes};
 

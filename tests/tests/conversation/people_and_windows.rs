@@ -1,8 +1,8 @@
 use chrono::{TimeDelta, Utc};
+use sandbox::retell_standin::RetellOperation::CreateChatCompletion;
 use shared::domain::{DeliveryStatus, DeliveryUpdate, MessageId};
 use shared::engine::TurnOutcome;
 use shared::store::SessionStore;
-use test_support::retell_standin::RetellOperation::CreateChatCompletion;
 
 use crate::support::{Bridge, minutes};
 
@@ -73,9 +73,7 @@ async fn a_131047_status_flips_the_next_reply_to_the_template() {
 async fn a_synchronous_131047_sends_the_template_instead() {
     let bridge = Bridge::new();
     bridge.customer_writes("hola", minutes(0)).await;
-    bridge
-        .graph
-        .fail_next(test_support::GraphFault::Code(131_047));
+    bridge.graph.fail_next(sandbox::GraphFault::Code(131_047));
     bridge.engine().take_turn(&bridge.customer).await.unwrap();
     assert_eq!(
         bridge.whatsapp_sent(),

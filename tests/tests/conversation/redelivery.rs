@@ -1,9 +1,9 @@
 use std::time::Duration;
 
+use sandbox::GraphFault;
+use sandbox::retell_standin::RetellOperation::CreateChatCompletion;
 use shared::engine::TurnOutcome;
 use shared::queue::{JobDisposition, JobHandler, TurnJob};
-use test_support::GraphFault;
-use test_support::retell_standin::RetellOperation::CreateChatCompletion;
 
 use crate::support::{Bridge, minutes};
 

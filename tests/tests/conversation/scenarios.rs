@@ -1,6 +1,6 @@
+use sandbox::retell_standin::RetellOperation::{CreateChat, CreateChatCompletion};
 use shared::engine::{StartOutcome, TurnOutcome};
 use shared::queue::{JobDisposition, JobHandler, TurnJob};
-use test_support::retell_standin::RetellOperation::{CreateChat, CreateChatCompletion};
 
 use crate::support::{Bridge, minutes};
 

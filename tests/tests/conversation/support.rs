@@ -3,14 +3,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use sandbox::{GraphStandIn, LocalStack, RetellStandIn};
 use shared::domain::{
-    CountryId, CustomerKey, FormSubmission, IdempotencyKey, InboundMessage, MessageId, PhoneNumber,
-    SubmissionId,
+    CountryId, CustomerKey, CustomerName, FormSubmission, IdempotencyKey, InboundMessage,
+    MessageId, PhoneNumber, SubmissionId,
 };
 use shared::store::{PostgrestStore, SessionStore};
-use test_support::{GraphStandIn, LocalStack, RetellStandIn};
 
-pub type TestEngine = test_support::StandInEngine;
+pub type TestEngine = shared::engine::BridgeEngine;
 
 /// One customer's world: the shared local stack, and stand-ins of their own.
 pub struct Bridge {
@@ -43,7 +43,11 @@ impl Bridge {
             completion_timeout,
             ..self.retell.config()
         };
-        test_support::standin_engine(LocalStack::shared().store(), &retell, &self.graph.config())
+        sandbox::standin_engine(&sandbox::worker_config(
+            LocalStack::shared(),
+            retell,
+            self.graph.config(),
+        ))
     }
 
     pub fn store(&self) -> PostgrestStore {
@@ -56,7 +60,7 @@ impl Bridge {
             idempotency_key: IdempotencyKey::parse(format!("form-{}", self.customer)).unwrap(),
             customer_key: self.customer.clone(),
             phone: self.phone.clone(),
-            name: name.into(),
+            name: CustomerName::parse(name).unwrap(),
             fields: BTreeMap::from([("producto".to_owned(), "seguro de auto".to_owned())]),
         };
         self.store()

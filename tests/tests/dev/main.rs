@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
+use sandbox::dev::{DevBridge, SANDBOX_FORM_SECRET};
+use sandbox::meta_webhook::signature;
 use serde_json::json;
-use test_support::dev::{DevBridge, SANDBOX_FORM_SECRET};
-use test_support::meta_webhook::signature;
+use shared::whatsapp::webhook::SIGNATURE_HEADER;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_then_three_whatsapp_replies_make_one_conversation_in_the_sandbox() {
@@ -51,7 +52,7 @@ async fn a_form_then_three_whatsapp_replies_make_one_conversation_in_the_sandbox
         .to_string();
         let answer = http
             .post(format!("{base}/whatsapp"))
-            .header("x-hub-signature-256", signature(body.as_bytes(), secret))
+            .header(SIGNATURE_HEADER, signature(body.as_bytes(), secret))
             .header("content-type", "application/json")
             .body(body)
             .send()

@@ -5,16 +5,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request};
+use sandbox::{GraphStandIn, LocalStack, RetellStandIn};
 use serde_json::{Value, json};
 use shared::config::FormConfig;
 use shared::domain::CountryId;
-use shared::ingress::HttpAnswer;
-use shared::ingress::form::FormIntake;
+use shared::engine::BridgeEngine;
+use shared::ingress::Response;
+use shared::ingress::form::{FormIntake, IDEMPOTENCY_KEY_HEADER};
 use shared::queue::{InProcessQueue, InProcessSettings};
 use shared::store::PostgrestStore;
-use test_support::{GraphStandIn, LocalStack, RetellStandIn, StandInEngine};
 
-type TestQueue = InProcessQueue<StandInEngine>;
+type TestQueue = InProcessQueue<BridgeEngine>;
 
 const SECRET: &str = "form-secret-for-the-local-stack";
 
@@ -30,7 +33,11 @@ impl Bridge {
     fn new() -> Bridge {
         let stack = LocalStack::shared();
         let (retell, graph) = (RetellStandIn::start(), GraphStandIn::start());
-        let engine = test_support::standin_engine(stack.store(), &retell.config(), &graph.config());
+        let engine = sandbox::standin_engine(&sandbox::worker_config(
+            stack,
+            retell.config(),
+            graph.config(),
+        ));
         let settings = InProcessSettings {
             retry_delay: Duration::from_millis(20),
             ..InProcessSettings::default()
@@ -50,17 +57,15 @@ impl Bridge {
         }
     }
 
-    /// Posts the form as JSON with the bearer token and any extra headers.
-    async fn post(&self, form: &Value, extra: &[(&str, &str)]) -> HttpAnswer {
-        let bearer = format!("Bearer {SECRET}");
-        let mut headers = vec![
-            ("Content-Type", "application/json"),
-            ("Authorization", bearer.as_str()),
-        ];
-        headers.extend_from_slice(extra);
-        self.intake
-            .handle("POST", &headers, form.to_string().as_bytes())
-            .await
+    /// Posts the form as JSON with the bearer token.
+    async fn post(&self, form: &Value) -> Response {
+        self.send(post_json(), form).await
+    }
+
+    /// Posts the form as `request` says (method and headers).
+    async fn send(&self, request: http::request::Builder, form: &Value) -> Response {
+        let request = request.body(form.to_string()).expect("a valid request");
+        self.intake.handle(&request).await
     }
 
     async fn idle(&self) {
@@ -68,6 +73,15 @@ impl Bridge {
             .await
             .expect("the queue became idle");
     }
+}
+
+/// `POST /form` as JSON with the bearer token.
+fn post_json() -> http::request::Builder {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/form")
+        .header(CONTENT_TYPE, "application/json")
+        .header(AUTHORIZATION, format!("Bearer {SECRET}"))
 }
 
 /// The time of the first submission of this process, for every submission: a form posted
@@ -95,16 +109,16 @@ fn form(name: &str, phone: &str) -> Value {
     })
 }
 
-fn body(answer: &HttpAnswer) -> Value {
-    serde_json::from_str(&answer.body).unwrap()
+fn body(answer: &Response) -> Value {
+    serde_json::from_str(answer.body()).unwrap()
 }
 
 #[tokio::test]
 async fn a_valid_form_sends_the_template_with_the_name_and_opens_one_chat() {
     let bridge = Bridge::new();
     let phone = unique_phone();
-    let answer = bridge.post(&form("Lupita Pérez", &phone), &[]).await;
-    assert_eq!(answer.status, 202, "{}", answer.body);
+    let answer = bridge.post(&form("Lupita Pérez", &phone)).await;
+    assert_eq!(answer.status(), 202, "{}", answer.body());
     assert_eq!(body(&answer)["status"], "queued");
     bridge.idle().await;
 
@@ -128,7 +142,7 @@ async fn a_valid_form_sends_the_template_with_the_name_and_opens_one_chat() {
     assert!(bridge.queue.dead_letters().is_empty());
 
     // The same form again, now that the conversation started: the store says so.
-    let again = bridge.post(&form("Lupita Pérez", &phone), &[]).await;
+    let again = bridge.post(&form("Lupita Pérez", &phone)).await;
     assert_eq!(
         body(&again),
         json!({ "submission_id": body(&answer)["submission_id"], "status": "started" })
@@ -142,9 +156,14 @@ async fn the_same_form_posted_twice_starts_one_conversation() {
     let bridge = Bridge::new();
     let phone = unique_phone();
     // A double click: the second post arrives while the first one's job may be running.
-    let first = bridge.post(&form("Beto", &phone), &[]).await;
-    let second = bridge.post(&form("Beto", &phone), &[]).await;
-    assert_eq!((first.status, second.status), (202, 202), "{}", second.body);
+    let first = bridge.post(&form("Beto", &phone)).await;
+    let second = bridge.post(&form("Beto", &phone)).await;
+    assert_eq!(
+        [first.status(), second.status()],
+        [202, 202],
+        "{}",
+        second.body()
+    );
     assert_eq!(
         body(&first)["submission_id"],
         body(&second)["submission_id"]
@@ -169,17 +188,11 @@ async fn an_idempotency_key_reused_for_another_phone_is_409() {
             .unwrap()
             .as_nanos()
     );
-    let first = bridge
-        .post(
-            &form("Carla", &unique_phone()),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
-    assert_eq!(first.status, 202, "{}", first.body);
-    let reused = bridge
-        .post(&form("Dani", &unique_phone()), &[("Idempotency-Key", &key)])
-        .await;
-    assert_eq!(reused.status, 409, "{}", reused.body);
+    let keyed = || post_json().header(IDEMPOTENCY_KEY_HEADER, &key);
+    let first = bridge.send(keyed(), &form("Carla", &unique_phone())).await;
+    assert_eq!(first.status(), 202, "{}", first.body());
+    let reused = bridge.send(keyed(), &form("Dani", &unique_phone())).await;
+    assert_eq!(reused.status(), 409, "{}", reused.body());
     assert_eq!(body(&reused)["error"]["code"], "idempotency_key_reused");
     assert_eq!(body(&reused)["error"]["field"], "Idempotency-Key");
     bridge.idle().await;

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use sandbox::moto::MotoServer;
 use shared::domain::{CustomerKey, SubmissionId};
 use shared::queue::{
     InProcessQueue, InProcessSettings, JobDisposition, JobHandler, QueueError, SqsQueue, TurnJob,
     TurnQueue,
 };
-use test_support::moto::MotoServer;
 
 const CUSTOMERS: [&str; 3] = ["5215512345678", "5491112345678", "US.13491208655302741918"];
 

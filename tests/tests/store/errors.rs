@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
+use sandbox::{LocalStack, sign_jwt};
 use serde_json::{Value, json};
 use shared::domain::{CountryId, PhoneNumber};
 use shared::store::{PostgrestStore, SessionStore, StoreError};
-use test_support::{LocalStack, sign_jwt};
 
 use crate::support::{count, form, new_customer, stack};
 
 #[tokio::test]
-async fn a_stopped_database_is_a_retryable_unavailable() {
+async fn a_stopped_database_is_a_transient_unavailable() {
     // A stack of its own: stopping the shared one would break the other tests.
     let own = LocalStack::start().unwrap();
     let store = own.store();
@@ -27,16 +27,16 @@ async fn a_stopped_database_is_a_retryable_unavailable() {
         matches!(&err, StoreError::Unavailable(reason) if reason.starts_with("HTTP 5")),
         "{err:?}"
     );
-    assert!(err.is_retryable());
+    assert!(err.is_transient());
     let err = store
         .claim_turn(&customer, Duration::from_secs(30))
         .await
         .unwrap_err();
-    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.is_transient(), "{err:?}");
 }
 
 #[tokio::test]
-async fn an_unreachable_api_is_a_retryable_unavailable() {
+async fn an_unreachable_api_is_a_transient_unavailable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -61,7 +61,7 @@ async fn a_key_signed_with_another_secret_is_unauthorized() {
         matches!(&err, StoreError::Unauthorized(e) if e.status == 401),
         "{err:?}"
     );
-    assert!(!err.is_retryable());
+    assert!(!err.is_transient());
     assert!(
         err.to_string().contains("SUPABASE_SERVICE_ROLE_KEY"),
         "names what to check: {err}"

@@ -2,10 +2,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use sandbox::LocalStack;
 use shared::domain::{
-    CustomerKey, FormSubmission, IdempotencyKey, InboundMessage, MessageId, PhoneNumber,
+    CustomerKey, CustomerName, FormSubmission, IdempotencyKey, InboundMessage, MessageId,
+    PhoneNumber,
 };
-use test_support::LocalStack;
 
 pub fn stack() -> &'static LocalStack {
     LocalStack::shared()
@@ -53,7 +54,7 @@ pub fn form(phone: &PhoneNumber, name: &str, key: &str) -> FormSubmission {
         idempotency_key: IdempotencyKey::parse(format!("{key}-{}", std::process::id())).unwrap(),
         customer_key: CustomerKey::from_phone(phone),
         phone: phone.clone(),
-        name: name.into(),
+        name: CustomerName::parse(name).unwrap(),
         fields: BTreeMap::from([("product".to_owned(), "seguro de auto".to_owned())]),
     }
 }

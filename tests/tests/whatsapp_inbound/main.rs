@@ -3,14 +3,14 @@
 
 use std::sync::Mutex;
 
-use lambda_http::Body;
+use sandbox::meta_webhook::{TextMessage, signature, text_delivery};
+use sandbox::{GraphStandIn, LocalStack};
 use serde_json::{Value, json};
 use shared::domain::CustomerKey;
 use shared::ingress::whatsapp::WhatsAppWebhook;
 use shared::queue::{QueueError, TurnJob, TurnQueue};
 use shared::store::PostgrestStore;
-use test_support::meta_webhook::{TextMessage, signature, text_delivery};
-use test_support::{GraphStandIn, LocalStack};
+use shared::whatsapp::webhook::SIGNATURE_HEADER;
 
 const POST_FIXTURE: &str =
     include_str!("../../../functions/whatsapp-inbound/tests/fixtures/post-whatsapp.json");
@@ -44,12 +44,12 @@ fn post_event(body: &str, signature: Option<String>) -> lambda_http::Request {
     event["body"] = json!(body);
     event["headers"]["content-length"] = json!(body.len().to_string());
     match signature {
-        Some(signature) => event["headers"]["x-hub-signature-256"] = json!(signature),
+        Some(signature) => event["headers"][SIGNATURE_HEADER] = json!(signature),
         None => {
             event["headers"]
                 .as_object_mut()
                 .unwrap()
-                .remove("x-hub-signature-256");
+                .remove(SIGNATURE_HEADER);
         }
     }
     lambda_http::request::from_str(&event.to_string()).unwrap()
@@ -89,14 +89,8 @@ async fn respond(
     webhook: &WhatsAppWebhook<PostgrestStore, &RecordingQueue>,
     request: lambda_http::Request,
 ) -> (u16, String) {
-    let response = whatsapp_inbound::handle_request(webhook, request).await;
-    let status = response.status().as_u16();
-    let body = match response.into_body() {
-        Body::Text(text) => text,
-        Body::Binary(bytes) => String::from_utf8(bytes).unwrap(),
-        _ => String::new(),
-    };
-    (status, body)
+    let response = webhook.handle(&request).await;
+    (response.status().as_u16(), response.into_body())
 }
 
 fn webhook<'q>(

@@ -194,7 +194,7 @@ impl Report {
         );
         self.ingress_table(&mut out);
         self.worker_table(&mut out);
-        self.cold_start_table(&mut out);
+        let _ = write!(out, "\n{}", self.cold_starts.table());
         self.size_table(&mut out);
         let _ = writeln!(out, "\nNotes:");
         for note in &self.notes {
@@ -399,35 +399,6 @@ impl Report {
             },
             N8N.turns_per_s
         );
-    }
-
-    fn cold_start_table(&self, out: &mut String) {
-        let cold = &self.cold_starts;
-        let _ = writeln!(
-            out,
-            "\nCOLD START: {} fresh processes each under the local runtime API; median (p90)",
-            cold.starts_per_function
-        );
-        let _ = writeln!(
-            out,
-            "{:<20} {:>18} {:>22} {:>12} {:>12}   first event",
-            "function", "INIT ms", "exec->answer ms", "INIT/hello", "answer/hello"
-        );
-        for function in &cold.functions {
-            let _ = writeln!(
-                out,
-                "{:<20} {:>18} {:>22} {:>12.2} {:>12.2}   {}",
-                function.name,
-                format!("{:.2} ({:.2})", function.init.p50_ms, function.init.p90_ms),
-                format!(
-                    "{:.2} ({:.2})",
-                    function.first_answer.p50_ms, function.first_answer.p90_ms
-                ),
-                function.init_ratio_to_hello,
-                function.first_answer_ratio_to_hello,
-                function.first_event
-            );
-        }
     }
 
     fn size_table(&self, out: &mut String) {

@@ -9,29 +9,25 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use shared::config::{
-    EngineConfig, Env, FormConfig, RetellConfig, StoreConfig, WebhookConfig, WhatsAppConfig,
-};
-use shared::engine::{Engine, TemplateConfig};
-use shared::ingress::HttpAnswer;
+use axum::routing::{any, get};
+use shared::config::{Env, FormConfig, WebhookConfig, WhatsAppConfig, WorkerConfig};
+use shared::engine::BridgeEngine;
+use shared::ingress::Response as DoorResponse;
 use shared::ingress::form::FormIntake;
 use shared::ingress::whatsapp::WhatsAppWebhook;
 use shared::queue::{InProcessQueue, InProcessSettings};
-use shared::retell::RetellClient;
 use shared::store::PostgrestStore;
-use shared::whatsapp::GraphClient;
 
 use crate::{GraphStandIn, LocalStack, RetellStandIn};
 
 /// The form secret of the sandbox, when `FORM_SHARED_SECRET` is not set.
 pub const SANDBOX_FORM_SECRET: &str = "dev-form-secret";
 
-type DevEngine = Engine<PostgrestStore, RetellClient, GraphClient>;
-type DevQueue = InProcessQueue<DevEngine>;
+type DevQueue = InProcessQueue<BridgeEngine>;
 
 /// Everything `make dev` runs. Dropping it stops the stand-ins and the local stack.
 pub struct DevBridge {
@@ -143,18 +139,10 @@ impl DevBridge {
 
         let env = Env::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let http = shared::http::client();
-        let store_config = StoreConfig::from_env(&env)?;
-        let whatsapp = WhatsAppConfig::from_env(&env)?;
-        let engine = Engine::new(
-            PostgrestStore::new(&store_config, http.clone()),
-            RetellClient::new(&RetellConfig::from_env(&env)?, http.clone()),
-            GraphClient::new(&whatsapp, http.clone()),
-            EngineConfig::from_env(&env)?,
-            TemplateConfig {
-                name: whatsapp.template_name.clone(),
-                language: whatsapp.template_language.clone(),
-            },
-        );
+        let worker = WorkerConfig::from_env(&env)?;
+        let store_config = worker.store.clone();
+        let whatsapp = worker.whatsapp.clone();
+        let engine = BridgeEngine::from_config(&worker, http.clone());
         let settings = InProcessSettings {
             retry_delay: Duration::from_secs(2),
             ..InProcessSettings::default()
@@ -174,9 +162,13 @@ impl DevBridge {
             graph: graph.clone(),
         });
         let router = Router::new()
-            .route("/whatsapp", get(verify).post(receive))
-            .route("/form", post(form).options(form))
+            .route("/whatsapp", any(whatsapp_door))
+            .route("/form", any(form_door))
             .route("/sandbox/outbox", get(outbox))
+            // The doors check the size themselves, as in AWS (Meta's deliveries reach 3 MB).
+            .layer(DefaultBodyLimit::max(
+                shared::ingress::whatsapp::MAX_BODY_BYTES,
+            ))
             .with_state(routes);
         Ok(DevBridge {
             router,
@@ -191,32 +183,20 @@ impl DevBridge {
     }
 }
 
-fn respond(answer: HttpAnswer) -> Response {
-    answer.into_http::<axum::body::Body>()
-}
+// The doors take and give `http` types: axum's request parts and body pass straight through.
 
-async fn verify(State(routes): State<Arc<Routes>>, RawQuery(query): RawQuery) -> Response {
-    respond(routes.webhook.verify(query.as_deref().unwrap_or("")))
-}
-
-async fn receive(State(routes): State<Arc<Routes>>, headers: HeaderMap, body: Bytes) -> Response {
-    let signature = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok());
-    respond(routes.webhook.receive(signature, &body).await)
-}
-
-async fn form(
+async fn whatsapp_door(
     State(routes): State<Arc<Routes>>,
-    method: Method,
-    headers: HeaderMap,
+    parts: Parts,
     body: Bytes,
-) -> Response {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-        .collect();
-    respond(routes.form.handle(method.as_str(), &headers, &body).await)
+) -> DoorResponse {
+    let request = axum::http::Request::from_parts(parts, body);
+    routes.webhook.handle(&request).await
+}
+
+async fn form_door(State(routes): State<Arc<Routes>>, parts: Parts, body: Bytes) -> DoorResponse {
+    let request = axum::http::Request::from_parts(parts, body);
+    routes.form.handle(&request).await
 }
 
 /// What the WhatsApp stand-in accepted, oldest first: `?to=+52…` for one customer, `&after=N`

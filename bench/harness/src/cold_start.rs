@@ -7,10 +7,10 @@ use axum::body::Bytes;
 use serde::Serialize;
 
 use super::{
-    Bench, CONVERSATION_WORKER, Distribution, FORM_INTAKE, HELLO_LAMBDA, INIT_TIMEOUT,
-    WHATSAPP_INBOUND, fixture,
+    CONVERSATION_WORKER, Distribution, FORM_INTAKE, HELLO_LAMBDA, INIT_TIMEOUT, WHATSAPP_INBOUND,
+    fixture,
 };
-use crate::runtime_api::RuntimeApi;
+use crate::runtime_api::{LambdaFunction, RuntimeApi};
 
 #[derive(Debug, Serialize)]
 pub struct ColdStartReport {
@@ -30,8 +30,12 @@ pub struct FunctionColdStart {
     pub first_answer_ratio_to_hello: f64,
 }
 
-pub async fn measure(bench: &Bench) -> Result<ColdStartReport> {
-    let starts = if bench.quick() { 5 } else { 20 };
+/// `function` gives each function's binary and environment by name.
+pub async fn measure(
+    quick: bool,
+    function: impl Fn(&str) -> LambdaFunction,
+) -> Result<ColdStartReport> {
+    let starts = if quick { 5 } else { 20 };
     let functions = [
         (
             HELLO_LAMBDA,
@@ -58,7 +62,7 @@ pub async fn measure(bench: &Bench) -> Result<ColdStartReport> {
     let mut first_answers = vec![Vec::new(); functions.len()];
     for _ in 0..starts {
         for (i, (name, _, event)) in functions.iter().enumerate() {
-            let function = bench.function(name, &bench.stack.rest_url);
+            let function = function(name);
             let mut api = RuntimeApi::start(&function, 1).await?;
             api.wait_until_initialized(INIT_TIMEOUT)
                 .await
@@ -92,6 +96,40 @@ pub async fn measure(bench: &Bench) -> Result<ColdStartReport> {
         function.first_answer_ratio_to_hello = function.first_answer.p50_ms / hello_answer;
     }
     Ok(report)
+}
+
+impl ColdStartReport {
+    /// The cold starts' table, as `make bench` prints it.
+    pub fn table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "COLD START: {} fresh processes each under the local runtime API; median (p90)",
+            self.starts_per_function
+        );
+        let _ = writeln!(
+            out,
+            "{:<20} {:>18} {:>22} {:>12} {:>12}   first event",
+            "function", "INIT ms", "exec->answer ms", "INIT/hello", "answer/hello"
+        );
+        for function in &self.functions {
+            let _ = writeln!(
+                out,
+                "{:<20} {:>18} {:>22} {:>12.2} {:>12.2}   {}",
+                function.name,
+                format!("{:.2} ({:.2})", function.init.p50_ms, function.init.p90_ms),
+                format!(
+                    "{:.2} ({:.2})",
+                    function.first_answer.p50_ms, function.first_answer.p90_ms
+                ),
+                function.init_ratio_to_hello,
+                function.first_answer_ratio_to_hello,
+                function.first_event
+            );
+        }
+        out
+    }
 }
 
 fn first_http_event(path: &str) -> Result<Bytes> {

@@ -1,8 +1,8 @@
 //! Meta's side of the WhatsApp webhook, for the tests, the benchmarks and the chaos run: the
 //! deliveries it POSTs (text messages in the Cloud API's shape) and their signature.
 
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use shared::signature::hmac_sha256_hex;
 
 use crate::graph_standin::PHONE_NUMBER_ID;
 
@@ -19,10 +19,7 @@ pub struct TextMessage {
 
 /// `X-Hub-Signature-256` of `body`: `sha256=` and the hex HMAC-SHA256 with the app secret.
 pub fn signature(body: &[u8], app_secret: &str) -> String {
-    let mut mac =
-        Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha256={}", hmac_sha256_hex(app_secret.as_bytes(), &[body]))
 }
 
 /// A delivery of text messages, as Meta POSTs it (one entry, one change).

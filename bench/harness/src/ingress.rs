@@ -18,8 +18,9 @@ use super::{
     APP_SECRET, Bench, Distribution, FORM_INTAKE, FORM_SECRET, INIT_TIMEOUT, TurnQueue,
     WHATSAPP_INBOUND, fixture, millis, peak_rss_mb, status_code,
 };
-use crate::meta_webhook::{TextMessage, signature, text_delivery};
 use crate::runtime_api::RuntimeApi;
+use sandbox::meta_webhook::{TextMessage, signature, text_delivery};
+use shared::whatsapp::webhook::SIGNATURE_HEADER;
 
 /// Instances of each function under load: Lambda's scale-out, here on two cores.
 const INSTANCES: usize = 4;
@@ -280,7 +281,7 @@ impl Events {
                 timestamp: chrono::Utc::now().timestamp(),
                 text: "Hola, ¿me pueden cotizar un seguro de auto?".into(),
             }]);
-            event["headers"]["x-hub-signature-256"] = json!(signature(body.as_bytes(), APP_SECRET));
+            event["headers"][SIGNATURE_HEADER] = json!(signature(body.as_bytes(), APP_SECRET));
             body
         } else {
             event["headers"]["authorization"] = json!(format!("Bearer {FORM_SECRET}"));

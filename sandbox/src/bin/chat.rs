@@ -5,15 +5,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use hmac::{Hmac, Mac};
+use sandbox::meta_webhook::signature;
 use serde_json::{Value, json};
 use shared::domain::CustomerKey;
 use shared::messenger::Recipient;
+use shared::whatsapp::webhook::SIGNATURE_HEADER;
 use tokio::io::AsyncBufReadExt;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let env = test_support::dev::environment();
+    let env = sandbox::dev::environment();
     let Some(phone) = std::env::args().nth(1).filter(|p| !p.is_empty()) else {
         bail!("usage: make chat PHONE=5215512345678 (the customer's WhatsApp number, digits)");
     };
@@ -56,13 +57,10 @@ async fn main() -> anyhow::Result<()> {
                                       "timestamp": chrono::Utc::now().timestamp().to_string(),
                                       "type": "text", "text": { "body": text } }] } }] }] })
         .to_string();
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())?;
-        mac.update(body.as_bytes());
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
         let answer = http
             .post(format!("{base}/whatsapp"))
             .header("content-type", "application/json")
-            .header("x-hub-signature-256", signature)
+            .header(SIGNATURE_HEADER, signature(body.as_bytes(), &secret))
             .body(body)
             .send()
             .await?;

@@ -18,14 +18,15 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 use shared::domain::{
-    CountryId, CustomerKey, FormSubmission, IdempotencyKey, InboundMessage, MessageId, PhoneNumber,
+    CountryId, CustomerKey, CustomerName, FormSubmission, IdempotencyKey, InboundMessage,
+    MessageId, PhoneNumber,
 };
 use shared::queue::TurnJob;
 use shared::store::{PostgrestStore, SessionStore};
 
 use super::{Bench, CONVERSATION_WORKER, Distribution, INIT_TIMEOUT, peak_rss_mb};
 use crate::runtime_api::{Invocation, RuntimeApi};
-use crate::standin::{Server, lock};
+use sandbox::standin::{Server, lock};
 
 /// Instances for the throughput run.
 const THROUGHPUT_INSTANCES: usize = 4;
@@ -165,7 +166,7 @@ impl World {
             idempotency_key: IdempotencyKey::parse(format!("bench-form-{customer_key}"))?,
             customer_key: customer_key.clone(),
             phone,
-            name: format!("Cliente {customer}"),
+            name: CustomerName::parse(&format!("Cliente {customer}"))?,
             fields: BTreeMap::from([("producto".to_owned(), "seguro de auto".to_owned())]),
         };
         let recorded = self.store.record_form_submission(&submission).await?;

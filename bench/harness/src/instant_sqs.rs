@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
-use crate::standin::Server;
+use sandbox::standin::Server;
 
 pub struct InstantSqs {
     server: Server,

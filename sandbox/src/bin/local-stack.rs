@@ -5,7 +5,7 @@
 
 use std::process::{Command, ExitCode};
 
-use test_support::LocalStack;
+use sandbox::LocalStack;
 
 fn main() -> ExitCode {
     let stack = match LocalStack::start() {

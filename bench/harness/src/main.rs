@@ -1,12 +1,14 @@
-//! `bench [--quick]`: the benchmarks of `make bench` (see `test_support::bench`). Prints the
-//! table, writes `target/bench/report.json`. Exits non-zero only when it could not run: a
-//! missed target is reported, not failed.
+//! `bench [--quick] [--cold-start-only]`: the benchmarks of `make bench` (see the
+//! `bench_harness` library). Prints the table, writes `target/bench/report.json` (with
+//! `--cold-start-only`, only the cold starts, without the local stack, to
+//! `target/bench/cold-starts.json`). Exits non-zero only when it could not run: a missed target is
+//! reported, not failed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use test_support::bench::{Bench, Settings};
+use bench_harness::{Bench, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,7 +23,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")),
         PathBuf::from,
     );
     let settings = Settings {
@@ -31,6 +33,20 @@ async fn run() -> anyhow::Result<()> {
         output: target.join("bench"),
         quick: std::env::args().any(|arg| arg == "--quick"),
     };
+    if std::env::args().any(|arg| arg == "--cold-start-only") {
+        let report = bench_harness::measure_cold_starts(&settings).await?;
+        let path = settings.output.join("cold-starts.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        print!("{}", report.table());
+        eprintln!(
+            "bench: every figure in {}",
+            path.canonicalize()
+                .context("locating the report")?
+                .display()
+        );
+        return Ok(());
+    }
     let report_path = settings.output.join("report.json");
     let bench = Bench::set_up(settings).await?;
     let report = bench.run().await?;

@@ -9,6 +9,7 @@ mod cold_start;
 mod ingress;
 mod instant_sqs;
 pub mod report;
+pub mod runtime_api;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -17,11 +18,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
-use crate::moto::MotoServer;
 use crate::runtime_api::LambdaFunction;
-use crate::{GraphStandIn, LocalStack, RetellStandIn, graph_standin, retell_standin};
 use instant_sqs::InstantSqs;
+use sandbox::moto::MotoServer;
+use sandbox::{GraphStandIn, LocalStack, RetellStandIn, graph_standin, retell_standin};
 
+pub use cold_start::ColdStartReport;
 pub use report::Report;
 
 /// The functions measured, as their binaries are named.
@@ -82,21 +84,7 @@ const INSTANT_SQS: &str = "instant";
 
 impl Bench {
     pub async fn set_up(settings: Settings) -> Result<Bench> {
-        for name in [
-            WHATSAPP_INBOUND,
-            FORM_INTAKE,
-            CONVERSATION_WORKER,
-            HELLO_LAMBDA,
-        ] {
-            let binary = settings.binaries.join(name);
-            ensure!(
-                binary.exists(),
-                "{} is missing: build it first (cargo build --release -p {name})",
-                binary.display()
-            );
-        }
-        std::fs::create_dir_all(settings.output.join("logs"))
-            .with_context(|| format!("creating {}", settings.output.display()))?;
+        prepare(&settings)?;
         let stack = LocalStack::start().context("starting the local stack")?;
         let moto = MotoServer::start().context("starting moto's SQS server")?;
         let instant_sqs = InstantSqs::start();
@@ -131,7 +119,10 @@ impl Bench {
         eprintln!("bench: the worker's own time per turn");
         let worker = worker::measure(self).await?;
         eprintln!("bench: cold starts");
-        let cold_starts = cold_start::measure(self).await?;
+        let cold_starts = cold_start::measure(self.quick(), |name| {
+            self.function(name, &self.stack.rest_url)
+        })
+        .await?;
         let sizes = report::Sizes::read(&self.settings.binaries, &self.settings.lambda_bootstraps);
         Ok(Report::new(machine, ingress, worker, cold_starts, sizes))
     }
@@ -145,69 +136,133 @@ impl Bench {
 
     /// [`Self::function`] with the ingress functions sending to `queue`.
     fn function_on(&self, name: &str, rest_url: &str, queue: &TurnQueue) -> LambdaFunction {
-        let mut env: Vec<(&str, String)> = vec![
-            ("SUPABASE_REST_URL", rest_url.to_owned()),
-            (
-                "SUPABASE_SERVICE_ROLE_KEY",
-                self.stack.service_role_key.clone(),
-            ),
-            // What Lambda sets from the template's LogLevel (default INFO).
-            ("AWS_LAMBDA_LOG_LEVEL", "INFO".to_owned()),
-        ];
-        let queue = [
-            ("TURN_QUEUE_URL", queue.queue_url.clone()),
-            ("SQS_ENDPOINT_URL", queue.endpoint_url.clone()),
-        ];
-        match name {
-            WHATSAPP_INBOUND => {
-                env.extend(queue);
-                env.push(("WHATSAPP_APP_SECRET", APP_SECRET.to_owned()));
-                env.push(("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN.to_owned()));
-            }
-            FORM_INTAKE => {
-                env.extend(queue);
-                env.push(("FORM_SHARED_SECRET", FORM_SECRET.to_owned()));
-                env.push(("FORM_DEFAULT_COUNTRY", "MX".to_owned()));
-                env.push(("FORM_ALLOWED_ORIGINS", "https://www.example.com".to_owned()));
-            }
-            CONVERSATION_WORKER => {
-                let retell = self.retell.config();
-                let whatsapp = self.graph.config();
-                env.extend([
-                    ("RETELL_API_KEY", retell_standin::API_KEY.to_owned()),
-                    ("RETELL_AGENT_ID", retell.agent_id),
-                    ("RETELL_BASE_URL", retell.base_url),
-                    (
-                        "WHATSAPP_ACCESS_TOKEN",
-                        graph_standin::ACCESS_TOKEN.to_owned(),
-                    ),
-                    ("WHATSAPP_PHONE_NUMBER_ID", whatsapp.phone_number_id),
-                    ("WHATSAPP_GRAPH_URL", whatsapp.graph_url),
-                    ("WHATSAPP_API_VERSION", whatsapp.api_version),
-                    ("WHATSAPP_TEMPLATE_NAME", whatsapp.template_name),
-                    ("WHATSAPP_TEMPLATE_LANGUAGE", whatsapp.template_language),
-                ]);
-            }
-            _ => env.clear(), // hello-lambda reads nothing
-        }
-        LambdaFunction {
-            name: name.to_owned(),
-            binary: self.settings.binaries.join(name),
-            env: env
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect(),
-            log: Some(
-                self.settings
-                    .output
-                    .join("logs")
-                    .join(format!("{name}.log")),
-            ),
-        }
+        let services = Services {
+            rest_url,
+            service_role_key: &self.stack.service_role_key,
+            queue,
+            retell: self.retell.config(),
+            whatsapp: self.graph.config(),
+        };
+        lambda_function(&self.settings, name, &services)
     }
 
     fn quick(&self) -> bool {
         self.settings.quick
+    }
+}
+
+/// `bench --cold-start-only`: the cold starts alone, without the local stack or moto. INIT
+/// reaches no network, and the first events (a verification GET, a preflight, an empty batch)
+/// touch neither the store nor the queue, so the functions are pointed at an address nothing
+/// answers; the Retell and Graph stand-ins (in-process) give the worker its configuration.
+pub async fn measure_cold_starts(settings: &Settings) -> Result<ColdStartReport> {
+    prepare(settings)?;
+    let (retell, graph) = (RetellStandIn::start(), GraphStandIn::start());
+    let queue = TurnQueue {
+        name: "none",
+        queue_url: format!("http://{NOTHING_ANSWERS}/123456789012/bench-turns.fifo"),
+        endpoint_url: format!("http://{NOTHING_ANSWERS}"),
+    };
+    let rest_url = format!("http://{NOTHING_ANSWERS}/rest/v1");
+    let services = Services {
+        rest_url: &rest_url,
+        // A JWT's shape, as the stack's key has: the store client treats it alike.
+        service_role_key: "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.bm90LWEta2V5",
+        queue: &queue,
+        retell: retell.config(),
+        whatsapp: graph.config(),
+    };
+    cold_start::measure(settings.quick, |name| {
+        lambda_function(settings, name, &services)
+    })
+    .await
+}
+
+/// The discard port: nothing listens there.
+const NOTHING_ANSWERS: &str = "127.0.0.1:9";
+
+/// Checks that the binaries are built and makes the output directory.
+fn prepare(settings: &Settings) -> Result<()> {
+    for name in [
+        WHATSAPP_INBOUND,
+        FORM_INTAKE,
+        CONVERSATION_WORKER,
+        HELLO_LAMBDA,
+    ] {
+        let binary = settings.binaries.join(name);
+        ensure!(
+            binary.exists(),
+            "{} is missing: build it first (cargo build --release -p {name})",
+            binary.display()
+        );
+    }
+    std::fs::create_dir_all(settings.output.join("logs"))
+        .with_context(|| format!("creating {}", settings.output.display()))
+}
+
+/// What a function's environment points it at.
+struct Services<'a> {
+    rest_url: &'a str,
+    service_role_key: &'a str,
+    queue: &'a TurnQueue,
+    retell: shared::config::RetellConfig,
+    whatsapp: shared::config::WhatsAppConfig,
+}
+
+/// `name`'s release binary with the environment its deployment gives it, pointed at `services`.
+fn lambda_function(settings: &Settings, name: &str, services: &Services<'_>) -> LambdaFunction {
+    let mut env: Vec<(&str, String)> = vec![
+        ("SUPABASE_REST_URL", services.rest_url.to_owned()),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY",
+            services.service_role_key.to_owned(),
+        ),
+        // What Lambda sets from the template's LogLevel (default INFO).
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO".to_owned()),
+    ];
+    let queue = [
+        ("TURN_QUEUE_URL", services.queue.queue_url.clone()),
+        ("SQS_ENDPOINT_URL", services.queue.endpoint_url.clone()),
+    ];
+    match name {
+        WHATSAPP_INBOUND => {
+            env.extend(queue);
+            env.push(("WHATSAPP_APP_SECRET", APP_SECRET.to_owned()));
+            env.push(("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN.to_owned()));
+        }
+        FORM_INTAKE => {
+            env.extend(queue);
+            env.push(("FORM_SHARED_SECRET", FORM_SECRET.to_owned()));
+            env.push(("FORM_DEFAULT_COUNTRY", "MX".to_owned()));
+            env.push(("FORM_ALLOWED_ORIGINS", "https://www.example.com".to_owned()));
+        }
+        CONVERSATION_WORKER => {
+            let (retell, whatsapp) = (services.retell.clone(), services.whatsapp.clone());
+            env.extend([
+                ("RETELL_API_KEY", retell_standin::API_KEY.to_owned()),
+                ("RETELL_AGENT_ID", retell.agent_id),
+                ("RETELL_BASE_URL", retell.base_url),
+                (
+                    "WHATSAPP_ACCESS_TOKEN",
+                    graph_standin::ACCESS_TOKEN.to_owned(),
+                ),
+                ("WHATSAPP_PHONE_NUMBER_ID", whatsapp.phone_number_id),
+                ("WHATSAPP_GRAPH_URL", whatsapp.graph_url),
+                ("WHATSAPP_API_VERSION", whatsapp.api_version),
+                ("WHATSAPP_TEMPLATE_NAME", whatsapp.template_name),
+                ("WHATSAPP_TEMPLATE_LANGUAGE", whatsapp.template_language),
+            ]);
+        }
+        _ => env.clear(), // hello-lambda reads nothing
+    }
+    LambdaFunction {
+        name: name.to_owned(),
+        binary: settings.binaries.join(name),
+        env: env
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
+        log: Some(settings.output.join("logs").join(format!("{name}.log"))),
     }
 }
 
@@ -261,7 +316,9 @@ pub fn millis(duration: Duration) -> f64 {
 
 /// An API Gateway (HTTP API, payload 2.0) event from one of the functions' test fixtures.
 fn fixture(path: &str) -> Result<serde_json::Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))

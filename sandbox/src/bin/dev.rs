@@ -1,12 +1,12 @@
 //! `make dev`: the whole bridge on this machine, on one port (`DEV_PORT`, default 3000).
-//! Reads `.env` if present; whatever is not configured runs locally (see `test_support::dev`).
+//! Reads `.env` if present; whatever is not configured runs locally (see `sandbox::dev`).
 
 use anyhow::Context;
-use test_support::dev::DevBridge;
+use sandbox::dev::DevBridge;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let env = test_support::dev::environment();
+    let env = sandbox::dev::environment();
     let filter = env
         .get("RUST_LOG")
         .cloned()

@@ -1,0 +1,406 @@
+//! The domain events a payload carries: messages to answer, delivery statuses, errors, and what
+//! the bridge ignores, each kept with its element as Meta sent it.
+//!
+//! This file holds the event types and `events()`, the walk over entries and changes that turns
+//! every element into one event; `message.rs` and `status.rs` read the messages and statuses.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::message::message_event;
+use super::payload::{Change, Lenient, MetaError, Phone, WebhookPayload, mask};
+use super::status::status_event;
+use crate::domain::{DeliveryUpdate, InboundMessage};
+
+/// The `object` of every WhatsApp Business Account notification.
+const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
+
+/// The change `field` that carries messages, statuses and errors.
+const MESSAGES_FIELD: &str = "messages";
+
+/// What one element of a webhook means to the bridge. Every message, status and error of a
+/// payload yields exactly one event, so nothing is dropped unseen.
+#[derive(Clone, PartialEq)]
+pub enum WebhookEvent {
+    /// A customer's message, to record and answer.
+    Message(InboundMessage),
+    /// A delivery status of a message the bridge sent.
+    Status(StatusEvent),
+    /// An error Meta reported, or an element that could not be read.
+    Error(WebhookError),
+    /// Something valid the bridge does not act on, kept for inspection.
+    Ignored { reason: String, raw: Value },
+}
+
+/// A delivery update and who the message went to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEvent {
+    pub update: DeliveryUpdate,
+    pub recipient_id: Option<Phone>,
+    pub recipient_user_id: Option<String>,
+    /// The business number that sent the message.
+    pub phone_number_id: Option<String>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct WebhookError {
+    /// The business number the change was about, when it said.
+    pub phone_number_id: Option<String>,
+    pub cause: WebhookErrorCause,
+    /// The element as Meta sent it.
+    pub raw: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookErrorCause {
+    /// An error Meta reported that is not about one message (`value.errors[]`).
+    Reported(MetaError),
+    /// An element this code could not read, and why.
+    Unreadable(String),
+}
+
+impl fmt::Debug for WebhookEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Message(message) => f
+                .debug_struct("Message")
+                .field("wamid", &message.wamid.as_str())
+                .field("customer_key", &message.customer_key.masked())
+                .field("message_type", &message.message_type)
+                .field("body", &message.body)
+                .field("sent_at", &message.sent_at)
+                .field("wa_id", &message.wa_id.as_deref().map(mask))
+                .field("whatsapp_user_id", &message.whatsapp_user_id)
+                .field("profile_name", &message.profile_name)
+                .finish_non_exhaustive(),
+            Self::Status(status) => f.debug_tuple("Status").field(status).finish(),
+            Self::Error(error) => f.debug_tuple("Error").field(error).finish(),
+            Self::Ignored { reason, .. } => f
+                .debug_struct("Ignored")
+                .field("reason", reason)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl fmt::Debug for WebhookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookError")
+            .field("phone_number_id", &self.phone_number_id)
+            .field("cause", &self.cause)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookEvent {
+    /// An element of the payload that could not be read, kept with why and what it was.
+    pub(super) fn unreadable(phone_number_id: Option<&str>, reason: String, raw: &Value) -> Self {
+        Self::Error(WebhookError {
+            phone_number_id: phone_number_id.map(str::to_owned),
+            cause: WebhookErrorCause::Unreadable(reason),
+            raw: raw.clone(),
+        })
+    }
+}
+
+/// Every event of a payload, in the order Meta listed them: entries, their changes, and in
+/// each change its messages, then statuses, then errors.
+pub fn events(payload: &WebhookPayload) -> Vec<WebhookEvent> {
+    let mut events = Vec::new();
+    if let Some(object) = payload.object.as_deref().filter(|o| *o != WHATSAPP_OBJECT) {
+        for entry in &payload.entry {
+            events.push(WebhookEvent::Ignored {
+                reason: format!("the notification is about {object:?}, not {WHATSAPP_OBJECT:?}"),
+                raw: entry.raw.clone(),
+            });
+        }
+        return events;
+    }
+    for entry in &payload.entry {
+        match &entry.parsed {
+            Ok(parsed) if parsed.changes.is_empty() => events.push(WebhookEvent::Ignored {
+                reason: "the entry has no changes".to_owned(),
+                raw: entry.raw.clone(),
+            }),
+            Ok(parsed) => {
+                for change in &parsed.changes {
+                    change_events(change, &mut events);
+                }
+            }
+            Err(reason) => events.push(WebhookEvent::unreadable(
+                None,
+                format!("an entry could not be read: {reason}"),
+                &entry.raw,
+            )),
+        }
+    }
+    events
+}
+
+fn change_events(change: &Lenient<Change>, events: &mut Vec<WebhookEvent>) {
+    let raw_field = change.raw.get("field").and_then(Value::as_str);
+    let parsed = match &change.parsed {
+        Ok(parsed) => parsed,
+        Err(reason) if raw_field == Some(MESSAGES_FIELD) => {
+            let phone_number_id = change
+                .raw
+                .pointer("/value/metadata/phone_number_id")
+                .and_then(Value::as_str);
+            events.push(WebhookEvent::unreadable(
+                phone_number_id,
+                format!("a `messages` change could not be read: {reason}"),
+                &change.raw,
+            ));
+            return;
+        }
+        // Other subscriptions have other shapes: not being ours to read is no error.
+        Err(_) => {
+            events.push(ignored_field(raw_field, &change.raw));
+            return;
+        }
+    };
+    if parsed.field.as_deref() != Some(MESSAGES_FIELD) {
+        events.push(ignored_field(parsed.field.as_deref(), &change.raw));
+        return;
+    }
+    let Some(value) = &parsed.value else {
+        events.push(WebhookEvent::unreadable(
+            None,
+            "a `messages` change has no value".to_owned(),
+            &change.raw,
+        ));
+        return;
+    };
+    if value.messages.is_empty() && value.statuses.is_empty() && value.errors.is_empty() {
+        events.push(WebhookEvent::Ignored {
+            reason: "a `messages` change with no messages, statuses or errors".to_owned(),
+            raw: change.raw.clone(),
+        });
+        return;
+    }
+    let phone_number_id = value
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.phone_number_id.as_deref());
+    for message in &value.messages {
+        events.push(message_event(message, &value.contacts, phone_number_id));
+    }
+    for status in &value.statuses {
+        events.push(status_event(status, phone_number_id));
+    }
+    for error in &value.errors {
+        events.push(match &error.parsed {
+            Ok(reported) => WebhookEvent::Error(WebhookError {
+                phone_number_id: phone_number_id.map(str::to_owned),
+                cause: WebhookErrorCause::Reported(reported.clone()),
+                raw: error.raw.clone(),
+            }),
+            Err(reason) => WebhookEvent::unreadable(
+                phone_number_id,
+                format!("an error could not be read: {reason}"),
+                &error.raw,
+            ),
+        });
+    }
+}
+
+fn ignored_field(field: Option<&str>, raw: &Value) -> WebhookEvent {
+    WebhookEvent::Ignored {
+        reason: match field {
+            Some(field) => format!("the change is about {field:?}, not messages"),
+            None => "the change names no field".to_owned(),
+        },
+        raw: raw.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::whatsapp::webhook::test_support::{
+        envelope, events_of, message, messages_change, one_event, status,
+    };
+    use serde_json::json;
+
+    #[test]
+    fn every_entry_change_message_and_status_yields_an_event_in_order() {
+        let payload = json!({
+            "object": "whatsapp_business_account",
+            "entry": [
+                { "id": "waba-1", "changes": [
+                    messages_change(json!({
+                        "contacts": [
+                            { "profile": { "name": "Ana" }, "wa_id": "5215512345678" },
+                            { "profile": { "name": "Beto" }, "wa_id": "5491112345678" }
+                        ],
+                        "messages": [
+                            message("wamid.A1", json!({ "type": "text", "text": { "body": "hola" } })),
+                            { "from": "5491112345678", "id": "wamid.A2", "timestamp": "1749416384",
+                              "type": "text", "text": { "body": "buenas" } }
+                        ]
+                    })),
+                    messages_change(json!({
+                        "statuses": [
+                            status("wamid.S1", "sent", "1749416390"),
+                            status("wamid.S1", "delivered", "1749416391")
+                        ]
+                    }))
+                ]},
+                { "id": "waba-2", "changes": [
+                    messages_change(json!({
+                        "messages": [message("wamid.B1", json!({ "type": "text", "text": { "body": "¿sigue?" } }))],
+                        "statuses": [status("wamid.S2", "read", "1749416392")]
+                    })),
+                    messages_change(json!({
+                        "statuses": [status("wamid.S3", "failed", "1749416393")],
+                        "messages": [message("wamid.B2", json!({ "type": "text", "text": { "body": "ok" } }))]
+                    }))
+                ]}
+            ]
+        });
+        let summary: Vec<String> = events_of(payload)
+            .iter()
+            .map(|event| match event {
+                WebhookEvent::Message(m) => format!(
+                    "message {} {} {} {:?}",
+                    m.wamid,
+                    m.customer_key,
+                    m.body.as_deref().unwrap(),
+                    m.profile_name
+                ),
+                WebhookEvent::Status(s) => {
+                    format!("status {} {:?}", s.update.wamid, s.update.status)
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "message wamid.A1 525512345678 hola Some(\"Ana\")",
+                "message wamid.A2 541112345678 buenas Some(\"Beto\")",
+                "status wamid.S1 Sent",
+                "status wamid.S1 Delivered",
+                "message wamid.B1 525512345678 ¿sigue? None",
+                "status wamid.S2 Read",
+                "message wamid.B2 525512345678 ok None",
+                "status wamid.S3 Failed",
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_of_the_change_are_reported_with_the_business_number() {
+        let payload = envelope(vec![messages_change(json!({
+            "errors": [
+                { "code": 130429, "title": "Rate limit hit", "message": "Rate limit hit",
+                  "error_data": { "details": "Too many messages" },
+                  "href": "/documentation/business-messaging/whatsapp/support/error-codes" },
+                { "code": 131000, "title": "Something went wrong", "error_data": "a bare string" }
+            ]
+        }))]);
+        let events = events_of(payload);
+        let [WebhookEvent::Error(rate_limit), WebhookEvent::Error(bare)] = events.as_slice() else {
+            panic!("unexpected {events:?}");
+        };
+        assert_eq!(
+            rate_limit.phone_number_id.as_deref(),
+            Some("106540352242922")
+        );
+        let WebhookErrorCause::Reported(reported) = &rate_limit.cause else {
+            panic!("not reported: {rate_limit:?}");
+        };
+        assert_eq!(reported.code, Some(130429));
+        assert_eq!(reported.details(), Some("Too many messages"));
+        let WebhookErrorCause::Reported(reported) = &bare.cause else {
+            panic!("not reported: {bare:?}");
+        };
+        assert_eq!(reported.details(), Some("a bare string"));
+    }
+
+    #[test]
+    fn an_unreadable_element_is_an_error_and_its_neighbours_still_count() {
+        let payload = envelope(vec![messages_change(json!({
+            "contacts": [{ "profile": { "name": "Ana" }, "wa_id": "5215512345678" }],
+            "messages": [
+                { "from": "5215512345678", "timestamp": "1749416383", "type": "text", "text": { "body": "no id" } },
+                message("wamid.T", json!({ "type": "text", "text": { "body": 42 } })),
+                message("wamid.NT", json!({ "type": "text" })),
+                { "from": "5215512345678", "id": "wamid.TS", "timestamp": "yesterday", "type": "text",
+                  "text": { "body": "x" } },
+                message("wamid.OK", json!({ "type": "text", "text": { "body": "bien" } }))
+            ],
+            "statuses": [{ "id": "wamid.S", "timestamp": "1" }]
+        }))]);
+        let events = events_of(payload);
+        let reasons: Vec<&str> = events[..4]
+            .iter()
+            .chain(&events[5..])
+            .map(|event| match event {
+                WebhookEvent::Error(WebhookError {
+                    phone_number_id,
+                    cause: WebhookErrorCause::Unreadable(reason),
+                    ..
+                }) => {
+                    assert_eq!(phone_number_id.as_deref(), Some("106540352242922"));
+                    reason.as_str()
+                }
+                other => panic!("expected unreadable, got {other:?}"),
+            })
+            .collect();
+        assert!(reasons[0].contains("missing field `id`"), "{}", reasons[0]);
+        assert!(reasons[1].contains("`text`"), "{}", reasons[1]);
+        assert!(reasons[2].contains("no `text` object"), "{}", reasons[2]);
+        assert!(reasons[3].contains("\"yesterday\""), "{}", reasons[3]);
+        assert!(
+            reasons[4].contains("missing field `status`"),
+            "{}",
+            reasons[4]
+        );
+        assert!(
+            matches!(&events[4], WebhookEvent::Message(m) if m.body.as_deref() == Some("bien"))
+        );
+    }
+
+    #[test]
+    fn other_fields_other_objects_and_empty_changes_are_ignored_not_dropped() {
+        let payload = envelope(vec![
+            json!({ "field": "message_template_status_update",
+                    "value": { "event": "APPROVED", "message_template_id": 1, "errors": "not an array" } }),
+            json!({ "field": "account_update", "value": { "phone_number": "15550783881" } }),
+            messages_change(json!({})),
+        ]);
+        let reasons: Vec<String> = events_of(payload)
+            .into_iter()
+            .map(|event| match event {
+                WebhookEvent::Ignored { reason, .. } => reason,
+                other => panic!("expected ignored, got {other:?}"),
+            })
+            .collect();
+        assert!(reasons[0].contains("message_template_status_update"));
+        assert!(reasons[1].contains("account_update"));
+        assert!(reasons[2].contains("no messages, statuses or errors"));
+        assert_eq!(reasons.len(), 3);
+
+        let instagram = json!({ "object": "instagram", "entry": [{ "id": "1", "messaging": [] }] });
+        let WebhookEvent::Ignored { reason, .. } = one_event(events_of(instagram)) else {
+            panic!("expected one ignored entry");
+        };
+        assert!(reason.contains("instagram"), "{reason}");
+    }
+
+    #[test]
+    fn debug_output_masks_phone_numbers() {
+        let payload = envelope(vec![messages_change(json!({
+            "contacts": [{ "profile": { "name": "Ana" }, "wa_id": "5215512345678" }],
+            "messages": [message("wamid.D", json!({ "type": "text", "text": { "body": "hola" } }))],
+            "statuses": [status("wamid.S", "sent", "1750030073")]
+        }))]);
+        let parsed: WebhookPayload = serde_json::from_value(payload).unwrap();
+        let debug = format!("{parsed:?} {:?}", events(&parsed));
+        assert!(!debug.contains("5512345678"), "{debug}");
+        assert!(!debug.contains("512345678"), "{debug}");
+        assert!(debug.contains("5678"), "{debug}");
+    }
+}
