@@ -43,7 +43,7 @@ chat:
 form:
 	@secret=$$(grep -s '^FORM_SHARED_SECRET=.' .env | cut -d= -f2-); \
 	curl -sS -X POST "http://127.0.0.1:$(DEV_PORT)/form" \
-	  -H "Authorization: Bearer $${FORM_SHARED_SECRET:-$${secret:-dev-form-secret}}" \
+	  -H "Authorization: Bearer $${FORM_SHARED_SECRET:-$${secret:-dev-form-secret-of-the-local-sandbox}}" \
 	  -H 'Content-Type: application/json' \
 	  --data "$$(printf '{"name": "%s", "phone": "%s", "consent": true}' "$(NAME)" "$(PHONE)")"; echo
 

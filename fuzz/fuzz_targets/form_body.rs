@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use shared::domain::CountryId;
-use shared::ingress::form::read_form;
+use shared::ingress::form::{AllowedFields, read_form};
 
 #[path = "../../shared/tests/common/parser_invariants.rs"]
 mod parser_invariants;
@@ -16,8 +16,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let country = COUNTRIES[usize::from(selector) % COUNTRIES.len()];
+    let allowed = AllowedFields::parse(parser_invariants::FORM_FIELDS).expect("valid names");
     for content_type in parser_invariants::CONTENT_TYPES {
-        let read = read_form(content_type, body, country);
+        let read = read_form(content_type, body, country, &allowed);
         if let Err(broken) = parser_invariants::check_form(content_type, &read) {
             panic!("{broken}");
         }

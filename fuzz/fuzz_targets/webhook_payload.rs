@@ -8,7 +8,7 @@ use shared::ingress::whatsapp::Delivery;
 mod parser_invariants;
 
 fuzz_target!(|data: &[u8]| {
-    let delivery = Delivery::read(data);
+    let delivery = Delivery::read(data, parser_invariants::OUR_NUMBER);
     if let Err(broken) = parser_invariants::check_delivery(data, &delivery) {
         panic!("{broken}");
     }

@@ -25,7 +25,7 @@ use shared::store::PostgrestStore;
 use crate::{GraphStandIn, LocalStack, RetellStandIn};
 
 /// The form secret of the sandbox, when `FORM_SHARED_SECRET` is not set.
-pub const SANDBOX_FORM_SECRET: &str = "dev-form-secret";
+pub const SANDBOX_FORM_SECRET: &str = "dev-form-secret-of-the-local-sandbox";
 
 type DevQueue = InProcessQueue<BridgeEngine>;
 

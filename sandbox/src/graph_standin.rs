@@ -104,6 +104,7 @@ impl GraphStandIn {
         WebhookConfig {
             app_secret: "standin-app-secret".to_owned().into(),
             verify_token: "standin-verify-token".to_owned().into(),
+            phone_number_id: PHONE_NUMBER_ID.into(),
         }
     }
 

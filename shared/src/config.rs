@@ -9,10 +9,10 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::domain::CountryId;
+use crate::domain::{AllowedFields, CountryId, OutreachLimits};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -68,6 +68,13 @@ impl Env {
                 .collect(),
             read: Arc::default(),
         }
+    }
+
+    /// This environment with `values` set, over any of the same names: the secret's keys
+    /// ([`crate::secrets::read_into`]).
+    pub fn with_values(mut self, values: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.values.extend(values);
+        self
     }
 
     /// A set, non-blank variable.
@@ -250,13 +257,17 @@ impl WhatsAppConfig {
     }
 }
 
-/// The secrets of Meta's webhook: only the function that receives it needs them.
+/// The secrets of Meta's webhook, and the number it answers for: only the function that
+/// receives it needs them.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     /// Signs every POST (`X-Hub-Signature-256`).
     pub app_secret: SecretString,
     /// Chosen by us, typed into Meta's dashboard, echoed in the verification handshake.
     pub verify_token: SecretString,
+    /// Our business number (`WHATSAPP_PHONE_NUMBER_ID`): changes about any other number of the
+    /// same app are kept as ignored, never answered.
+    pub phone_number_id: String,
 }
 
 impl WebhookConfig {
@@ -264,25 +275,48 @@ impl WebhookConfig {
         Ok(Self {
             app_secret: env.secret("WHATSAPP_APP_SECRET")?,
             verify_token: env.secret("WHATSAPP_VERIFY_TOKEN")?,
+            phone_number_id: env.required("WHATSAPP_PHONE_NUMBER_ID")?.to_owned(),
         })
     }
 }
 
-/// The web form's authentication, phone parsing, CORS and body limit.
+/// The web form's authentication, phone parsing, extra fields and body limit.
 #[derive(Debug, Clone)]
 pub struct FormConfig {
+    /// What servers posting the form hold (`FORM_SHARED_SECRET`): at least
+    /// [`FormConfig::MIN_SECRET_CHARS`] characters.
     pub shared_secret: SecretString,
     /// The country of numbers entered without `+`.
     pub default_country: CountryId,
-    /// Origins a browser may post the form from (`FORM_ALLOWED_ORIGINS`, comma-separated), each
-    /// as a browser sends it (`https://example.com`), or `*` for any. Empty: no CORS.
-    pub allowed_origins: Vec<String>,
+    /// The extra fields that reach the agent (`FORM_FIELDS`, comma-separated); every other one
+    /// is dropped. Empty (the default): none.
+    pub fields: AllowedFields,
     /// The largest body accepted (`FORM_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// A customer who wrote, was written to, or had a form accepted this recently gets no new
+    /// template and keeps their chat (`OUTREACH_COOLDOWN_HOURS`, default 24; 0: no cooldown).
+    pub outreach_cooldown: Duration,
+    /// Form outreaches per day (UTC) for the whole bridge; past it forms are held and the
+    /// operator told (`OUTREACH_DAILY_LIMIT`, default 500; 0 holds every form).
+    pub outreach_daily_limit: u32,
 }
 
 impl FormConfig {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+    pub const DEFAULT_OUTREACH_COOLDOWN: Duration = OutreachLimits::DEFAULT.cooldown;
+    pub const DEFAULT_OUTREACH_DAILY_LIMIT: u32 = OutreachLimits::DEFAULT.daily_limit;
+    /// The longest cooldown, in hours: a year.
+    pub const MAX_OUTREACH_COOLDOWN_HOURS: u64 = 366 * 24;
+    /// The shortest form secret, in characters.
+    pub const MIN_SECRET_CHARS: usize = 32;
+
+    /// The limits each form's outreach is decided under.
+    pub fn outreach_limits(&self) -> OutreachLimits {
+        OutreachLimits {
+            cooldown: self.outreach_cooldown,
+            daily_limit: self.outreach_daily_limit,
+        }
+    }
 
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let country = env.required("FORM_DEFAULT_COUNTRY")?;
@@ -303,42 +337,51 @@ impl FormConfig {
                 reason: "a form needs a body: give a limit above 0".to_owned(),
             });
         }
+        let shared_secret = env.secret("FORM_SHARED_SECRET")?;
+        let secret_chars = shared_secret.expose_secret().chars().count();
+        if secret_chars < Self::MIN_SECRET_CHARS {
+            return Err(ConfigError::Malformed {
+                name: "FORM_SHARED_SECRET",
+                reason: format!(
+                    "it has {secret_chars} characters; give at least {} (openssl rand -hex 32)",
+                    Self::MIN_SECRET_CHARS
+                ),
+            });
+        }
+        let fields =
+            AllowedFields::parse(env.optional("FORM_FIELDS").unwrap_or("")).map_err(|reason| {
+                ConfigError::Malformed {
+                    name: "FORM_FIELDS",
+                    reason,
+                }
+            })?;
+        let outreach_cooldown = match env.parsed::<u64>("OUTREACH_COOLDOWN_HOURS")? {
+            None => Self::DEFAULT_OUTREACH_COOLDOWN,
+            Some(hours) if hours <= Self::MAX_OUTREACH_COOLDOWN_HOURS => {
+                Duration::from_secs(hours * 60 * 60)
+            }
+            Some(hours) => {
+                return Err(ConfigError::Malformed {
+                    name: "OUTREACH_COOLDOWN_HOURS",
+                    reason: format!(
+                        "{hours} hours is more than a year ({})",
+                        Self::MAX_OUTREACH_COOLDOWN_HOURS
+                    ),
+                });
+            }
+        };
+        let outreach_daily_limit = env
+            .parsed::<u32>("OUTREACH_DAILY_LIMIT")?
+            .unwrap_or(Self::DEFAULT_OUTREACH_DAILY_LIMIT);
         Ok(Self {
-            shared_secret: env.secret("FORM_SHARED_SECRET")?,
+            outreach_cooldown,
+            outreach_daily_limit,
+            shared_secret,
             default_country,
-            allowed_origins: allowed_origins(env.optional("FORM_ALLOWED_ORIGINS").unwrap_or(""))?,
+            fields,
             max_body_bytes,
         })
     }
-}
-
-/// `https://example.com, http://localhost:8080` → each origin as a browser's `Origin` header
-/// spells it (scheme, host and a non-default port, no path); `*` stays `*`.
-fn allowed_origins(list: &str) -> Result<Vec<String>, ConfigError> {
-    let malformed = |reason: String| ConfigError::Malformed {
-        name: "FORM_ALLOWED_ORIGINS",
-        reason,
-    };
-    let mut origins = Vec::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        if entry == "*" {
-            origins.push(entry.to_owned());
-            continue;
-        }
-        let url = Url::parse(entry).map_err(|e| malformed(format!("{entry:?}: {e}")))?;
-        let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
-        if !matches!(url.scheme(), "http" | "https")
-            || !bare
-            || !url.username().is_empty()
-            || url.password().is_some()
-        {
-            return Err(malformed(format!(
-                "{entry:?} is not an origin like https://example.com (scheme, host and port only)"
-            )));
-        }
-        origins.push(url.origin().ascii_serialization());
-    }
-    Ok(origins)
 }
 
 /// The FIFO queue of turns.
@@ -441,8 +484,6 @@ fn without_trailing_slash(url: Url) -> String {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret;
-
     use super::*;
 
     fn store_env(extra: &[(&'static str, &'static str)]) -> Env {
@@ -516,58 +557,118 @@ mod tests {
         assert_eq!(err, ConfigError::Missing("RETELL_API_KEY"));
     }
 
+    /// A form secret of 32 characters, the shortest accepted.
+    const FORM_SECRET: &str = "hunter2-very-secret-of-32-chars!";
+
     #[test]
     fn secrets_never_print() {
         let env = store_env(&[
-            ("FORM_SHARED_SECRET", "hunter2-very-secret"),
+            ("FORM_SHARED_SECRET", FORM_SECRET),
             ("FORM_DEFAULT_COUNTRY", "mx"),
         ]);
         let config = FormConfig::from_env(&env).unwrap();
         assert_eq!(config.default_country, CountryId::MX);
         assert!(!format!("{config:?}").contains("hunter2"));
-        assert_eq!(config.shared_secret.expose_secret(), "hunter2-very-secret");
-        assert!(config.allowed_origins.is_empty(), "no CORS by default");
+        assert_eq!(config.shared_secret.expose_secret(), FORM_SECRET);
+        assert!(config.fields.is_empty(), "no extra field by default");
         assert_eq!(config.max_body_bytes, 65536);
     }
 
     #[test]
-    fn form_origins_and_body_limit_are_read_and_checked() {
+    fn outreach_limits_default_to_a_day_and_500_and_are_checked() {
+        let form = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = vec![
+                ("FORM_SHARED_SECRET", FORM_SECRET),
+                ("FORM_DEFAULT_COUNTRY", "MX"),
+            ];
+            pairs.extend_from_slice(extra);
+            FormConfig::from_env(&store_env(&pairs))
+        };
+        let limits = form(&[]).unwrap().outreach_limits();
+        assert_eq!(
+            (limits.cooldown, limits.daily_limit),
+            (Duration::from_secs(24 * 3600), 500)
+        );
+        let config = form(&[
+            ("OUTREACH_COOLDOWN_HOURS", "72"),
+            ("OUTREACH_DAILY_LIMIT", "40"),
+        ])
+        .unwrap();
+        assert_eq!(config.outreach_cooldown, Duration::from_secs(72 * 3600));
+        assert_eq!(config.outreach_daily_limit, 40);
+        let off = form(&[
+            ("OUTREACH_COOLDOWN_HOURS", "0"),
+            ("OUTREACH_DAILY_LIMIT", "0"),
+        ])
+        .unwrap()
+        .outreach_limits();
+        assert_eq!((off.cooldown, off.daily_limit), (Duration::ZERO, 0));
+        for (name, value) in [
+            ("OUTREACH_COOLDOWN_HOURS", "1.5"),
+            ("OUTREACH_COOLDOWN_HOURS", "-1"),
+            ("OUTREACH_COOLDOWN_HOURS", "9000"),
+            ("OUTREACH_DAILY_LIMIT", "-5"),
+            ("OUTREACH_DAILY_LIMIT", "lots"),
+        ] {
+            let err = form(&[(name, value)]).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!("{name} is malformed")),
+                "{value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_form_secret_shorter_than_32_characters_stops_init() {
+        let short = &FORM_SECRET[..31];
         let env = store_env(&[
-            ("FORM_SHARED_SECRET", "s"),
+            ("FORM_SHARED_SECRET", short),
             ("FORM_DEFAULT_COUNTRY", "MX"),
-            (
-                "FORM_ALLOWED_ORIGINS",
-                " https://Example.com/ , http://localhost:8080,,https://www.example.com:443",
-            ),
+        ]);
+        let err = FormConfig::from_env(&env).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Malformed { name: "FORM_SHARED_SECRET", ref reason }
+                if reason.contains("31 characters") && reason.contains("at least 32")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains(short), "the secret is not shown");
+        // Counted in characters, once trimmed.
+        let padded = format!("  {short}  ");
+        let env = Env::from_pairs([
+            ("FORM_SHARED_SECRET", padded.as_str()),
+            ("FORM_DEFAULT_COUNTRY", "MX"),
+        ]);
+        assert!(FormConfig::from_env(&env).is_err());
+        let thirty_two = "ñ".repeat(32);
+        let env = Env::from_pairs([
+            ("FORM_SHARED_SECRET", thirty_two.as_str()),
+            ("FORM_DEFAULT_COUNTRY", "MX"),
+        ]);
+        assert!(FormConfig::from_env(&env).is_ok());
+    }
+
+    #[test]
+    fn form_fields_and_body_limit_are_read_and_checked() {
+        let env = store_env(&[
+            ("FORM_SHARED_SECRET", FORM_SECRET),
+            ("FORM_DEFAULT_COUNTRY", "MX"),
+            ("FORM_FIELDS", " producto, utm_source ,,"),
             ("FORM_MAX_BODY_BYTES", "1024"),
         ]);
         let config = FormConfig::from_env(&env).unwrap();
-        assert_eq!(
-            config.allowed_origins,
-            [
-                "https://example.com",
-                "http://localhost:8080",
-                "https://www.example.com"
-            ]
-        );
+        let fields: Vec<&str> = config.fields.names().map(|n| n.as_str()).collect();
+        assert_eq!(fields, ["producto", "utm_source"]);
         assert_eq!(config.max_body_bytes, 1024);
 
-        let env = store_env(&[
-            ("FORM_SHARED_SECRET", "s"),
-            ("FORM_DEFAULT_COUNTRY", "MX"),
-            ("FORM_ALLOWED_ORIGINS", "*"),
-        ]);
-        assert_eq!(FormConfig::from_env(&env).unwrap().allowed_origins, ["*"]);
-
         for (name, value) in [
-            ("FORM_ALLOWED_ORIGINS", "example.com"),
-            ("FORM_ALLOWED_ORIGINS", "https://example.com/form"),
-            ("FORM_ALLOWED_ORIGINS", "ftp://example.com"),
+            ("FORM_FIELDS", "producto,Ciudad"),
+            ("FORM_FIELDS", "customer_name"),
+            ("FORM_FIELDS", "name"),
             ("FORM_MAX_BODY_BYTES", "0"),
             ("FORM_MAX_BODY_BYTES", "64k"),
         ] {
             let env = store_env(&[
-                ("FORM_SHARED_SECRET", "s"),
+                ("FORM_SHARED_SECRET", FORM_SECRET),
                 ("FORM_DEFAULT_COUNTRY", "MX"),
                 (name, value),
             ]);

@@ -8,18 +8,30 @@ use std::time::Duration;
 
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, RecordedWebhook, Session,
-    StoredSubmission, SubmissionId, SubmissionStatus, TurnClaim, TurnCompletion, TurnFailure,
-    TurnId, UnprocessedEvent,
+    InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits, RecordedMessage,
+    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, SubmissionId, SubmissionStatus,
+    TurnClaim, TurnCompletion, TurnFailure, TurnId, UnprocessedEvent,
 };
 use crate::queue::{QueueError, TurnJob, TurnQueue};
 use crate::store::{PostgrestError, SessionStore, StoreError};
 
 #[derive(Default)]
 struct StoreState {
-    /// By idempotency key: the customer, id and status.
-    submissions: HashMap<String, (CustomerKey, SubmissionId, SubmissionStatus)>,
+    /// By idempotency key: the customer, id, status and outcome reason.
+    submissions: HashMap<
+        String,
+        (
+            CustomerKey,
+            SubmissionId,
+            SubmissionStatus,
+            Option<OutcomeReason>,
+        ),
+    >,
     recorded: Vec<FormSubmission>,
+    /// The limits each call was made under.
+    limits: Vec<OutreachLimits>,
+    /// What new submissions are decided to be (`None`: accepted, queued).
+    decision: Option<(SubmissionStatus, OutcomeReason)>,
     fail_next: Option<StoreError>,
 }
 
@@ -36,14 +48,24 @@ impl FakeStore {
         self.0.lock().unwrap().recorded.clone()
     }
 
+    /// The limits each call was made under, in order.
+    pub fn limits(&self) -> Vec<OutreachLimits> {
+        self.0.lock().unwrap().limits.clone()
+    }
+
+    /// From now on new submissions are decided `status` for `reason` (skipped or held), as the
+    /// store's rules would; `None` accepts them again.
+    pub fn decide(&self, decision: Option<(SubmissionStatus, OutcomeReason)>) {
+        self.0.lock().unwrap().decision = decision;
+    }
+
     /// As if `key` had been used for `customer` before.
     pub fn claim_key(&self, key: &str, customer: CustomerKey) {
         let id = SubmissionId(uuid::Uuid::from_u128(u128::MAX));
-        self.0
-            .lock()
-            .unwrap()
-            .submissions
-            .insert(key.to_owned(), (customer, id, SubmissionStatus::Queued));
+        self.0.lock().unwrap().submissions.insert(
+            key.to_owned(),
+            (customer, id, SubmissionStatus::Queued, None),
+        );
     }
 
     pub fn set_status(&self, id: SubmissionId, status: SubmissionStatus) {
@@ -59,14 +81,16 @@ impl SessionStore for FakeStore {
     async fn record_form_submission(
         &self,
         submission: &FormSubmission,
+        limits: OutreachLimits,
     ) -> Result<RecordedSubmission, StoreError> {
         let mut state = self.0.lock().unwrap();
         if let Some(error) = state.fail_next.take() {
             return Err(error);
         }
         state.recorded.push(submission.clone());
+        state.limits.push(limits);
         let key = submission.idempotency_key.as_str().to_owned();
-        if let Some((customer, id, status)) = state.submissions.get(&key) {
+        if let Some((customer, id, status, outcome_reason)) = state.submissions.get(&key) {
             if *customer != submission.customer_key {
                 return Err(StoreError::Conflict(PostgrestError::from_body(
                     409,
@@ -77,21 +101,23 @@ impl SessionStore for FakeStore {
                 submission_id: *id,
                 is_new: false,
                 status: *status,
+                outcome_reason: *outcome_reason,
             });
         }
         let id = SubmissionId(uuid::Uuid::from_u128(state.recorded.len() as u128));
+        let (status, outcome_reason) = match state.decision {
+            Some((status, reason)) => (status, Some(reason)),
+            None => (SubmissionStatus::Queued, None),
+        };
         state.submissions.insert(
             key,
-            (
-                submission.customer_key.clone(),
-                id,
-                SubmissionStatus::Queued,
-            ),
+            (submission.customer_key.clone(), id, status, outcome_reason),
         );
         Ok(RecordedSubmission {
             submission_id: id,
             is_new: true,
-            status: SubmissionStatus::Queued,
+            status,
+            outcome_reason,
         })
     }
 
@@ -105,6 +131,7 @@ impl SessionStore for FakeStore {
         &self,
         _: &[InboundMessage],
         _: &[DeliveryUpdate],
+        _: &[crate::domain::MarketingOptOut],
         _: &[UnprocessedEvent],
     ) -> Result<RecordedWebhook, StoreError> {
         unimplemented!("not used by the form")
@@ -165,6 +192,13 @@ impl SessionStore for FakeStore {
         unimplemented!("not used by the form")
     }
     async fn fail_form_submission(&self, _: SubmissionId, _: &str) -> Result<(), StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn skip_form_submission(
+        &self,
+        _: SubmissionId,
+        _: OutcomeReason,
+    ) -> Result<bool, StoreError> {
         unimplemented!("not used by the form")
     }
     async fn record_delivery_statuses(

@@ -2,6 +2,7 @@
 //! their adapters, and typed configuration. Binaries only wire these together.
 
 pub mod agent;
+mod aws;
 pub mod config;
 pub mod domain;
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod messenger;
 pub mod queue;
 pub mod retell;
 pub mod retry;
+pub mod secrets;
 pub mod signature;
 pub mod store;
 pub mod telemetry;

@@ -5,14 +5,16 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use shared::domain::{CountryId, CustomerKey, PhoneNumber};
-use shared::ingress::form::{RESERVED_FIELDS, read_form};
+use shared::ingress::form::{AllowedFields, RESERVED_FIELDS, read_form};
 use shared::ingress::whatsapp::Delivery;
 
 mod common;
-use common::parser_invariants::{CONTENT_TYPES, check_delivery, check_form};
+use common::parser_invariants::{
+    CONTENT_TYPES, FORM_FIELDS, OUR_NUMBER, check_delivery, check_form,
+};
 
 /// Words of Meta's payloads, so generated JSON reaches past the envelope.
-const KEYS: [&str; 22] = [
+const KEYS: [&str; 26] = [
     "object",
     "entry",
     "id",
@@ -35,9 +37,13 @@ const KEYS: [&str; 22] = [
     "type",
     "text",
     "body",
+    "user_preferences",
+    "category",
+    "value",
+    "user_id",
 ];
 
-const WORDS: [&str; 12] = [
+const WORDS: [&str; 17] = [
     "whatsapp_business_account",
     "messages",
     "text",
@@ -50,6 +56,11 @@ const WORDS: [&str; 12] = [
     "US.13491208655302741918",
     "1749416383",
     "wamid.HBgL",
+    "user_preferences",
+    "marketing_messages",
+    "stop",
+    "resume",
+    "106540352242922",
 ];
 
 /// Arbitrary JSON, biased towards Meta's keys and values.
@@ -151,7 +162,7 @@ proptest! {
 
     #[test]
     fn any_bytes_make_a_delivery(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let delivery = Delivery::read(&body);
+        let delivery = Delivery::read(&body, OUR_NUMBER);
         check_delivery(&body, &delivery).map_err(TestCaseError::fail)?;
         if serde_json::from_slice::<Value>(&body).is_err() {
             prop_assert_eq!(delivery.unprocessed.len(), 1);
@@ -162,23 +173,52 @@ proptest! {
 
     #[test]
     fn json_ish_text_makes_a_delivery(body in r#"[\[\]{}":,0-9a-z. \\-]{0,200}"#) {
-        let delivery = Delivery::read(body.as_bytes());
+        let delivery = Delivery::read(body.as_bytes(), OUR_NUMBER);
         check_delivery(body.as_bytes(), &delivery).map_err(TestCaseError::fail)?;
     }
 
     #[test]
-    fn any_json_makes_a_delivery(value in json_value(), wrapped in any::<bool>()) {
-        // Wrapped in an envelope, the value is read as an entry, a change's value, …
+    fn any_json_makes_a_delivery(
+        value in json_value(),
+        wrapped in any::<bool>(),
+        field in proptest::sample::select(&["messages", "user_preferences"][..]),
+        ours in any::<bool>(),
+    ) {
+        // Wrapped in an envelope, the value is read as an entry, a change's value, …, about our
+        // number or, when the value says none, about none.
         let value = if wrapped {
+            let mut value = value;
+            if let (true, Value::Object(fields)) = (ours, &mut value) {
+                fields.insert("metadata".into(), json!({ "phone_number_id": OUR_NUMBER }));
+            }
             json!({ "object": "whatsapp_business_account", "entry": [
-                { "id": "1", "changes": [{ "field": "messages", "value": value }] }
+                { "id": "1", "changes": [{ "field": field, "value": value }] }
             ]})
         } else {
             value
         };
         let body = serde_json::to_vec(&value).unwrap();
-        let delivery = Delivery::read(&body);
+        let delivery = Delivery::read(&body, OUR_NUMBER);
         check_delivery(&body, &delivery).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn the_same_messages_for_another_number_are_kept_and_not_answered(
+        messages in proptest::collection::vec(
+            ("wamid\\.[A-Za-z0-9]{8,20}", "[1-9][0-9]{6,14}", "[a-z ]{0,20}"),
+            1..4,
+        ),
+        other in "[1-9][0-9]{5,15}",
+    ) {
+        prop_assume!(other != OUR_NUMBER);
+        let body = String::from_utf8(webhook_body(&messages))
+            .unwrap()
+            .replace(OUR_NUMBER, &other);
+        let delivery = Delivery::read(body.as_bytes(), OUR_NUMBER);
+        check_delivery(body.as_bytes(), &delivery).map_err(TestCaseError::fail)?;
+        prop_assert!(delivery.messages.is_empty() && delivery.statuses.is_empty());
+        prop_assert_eq!(delivery.unprocessed.len(), 1, "the change, kept whole");
+        prop_assert!(delivery.unprocessed[0].reason.contains(&other));
     }
 
     #[test]
@@ -193,7 +233,7 @@ proptest! {
         )
     ) {
         let body = webhook_body(&messages);
-        let delivery = Delivery::read(&body);
+        let delivery = Delivery::read(&body, OUR_NUMBER);
         prop_assert!(delivery.statuses.is_empty() && delivery.unprocessed.is_empty(), "{:?}", delivery);
         prop_assert_eq!(delivery.messages.len(), messages.len());
         for (read, (wamid, from, text)) in delivery.messages.iter().zip(&messages) {
@@ -218,15 +258,16 @@ proptest! {
         ],
         content_type in proptest::sample::select(&CONTENT_TYPES[..]),
     ) {
+        let allowed = AllowedFields::parse(FORM_FIELDS).unwrap();
         for country in [CountryId::MX, CountryId::AR] {
-            let read = read_form(content_type, &body, country);
+            let read = read_form(content_type, &body, country, &allowed);
             check_form(content_type, &read).map_err(TestCaseError::fail)?;
         }
     }
 
     #[test]
     fn a_valid_form_is_read_whole_and_keyed_as_whatsapp_keys_the_number(
-        name in "[A-Za-zñÁé]{1,20}( [A-Za-zñÁé'-]{1,20}){0,2}",
+        name in "[A-Za-zñÁé]{1,18}( [A-Za-zñÁé'-]{1,20}){0,2}",
         digits in mexican_mobile(),
         style in any::<u8>(),
         fields in proptest::collection::btree_map(
@@ -234,8 +275,17 @@ proptest! {
             "[A-Za-z0-9ñ,.:/@-]([A-Za-z0-9ñ ,.:/@-]{0,40}[A-Za-z0-9ñ,.:/@-])?",
             0..5,
         ),
+        allow in any::<u8>(),
         urlencoded in any::<bool>(),
     ) {
+        // The fields whose bit of `allow` is set reach the agent; the others are dropped.
+        let allowed_names: Vec<&str> = fields
+            .keys()
+            .enumerate()
+            .filter(|(i, _)| allow & (1 << i) != 0)
+            .map(|(_, name)| name.as_str())
+            .collect();
+        let allowed = AllowedFields::parse(&allowed_names.join(",")).unwrap();
         let phone = written(&digits, style);
         let (content_type, body) = if urlencoded {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -251,12 +301,17 @@ proptest! {
             }
             ("application/json", serde_json::to_vec(&object).unwrap())
         };
-        let form = match read_form(Some(content_type), &body, CountryId::MX) {
+        let form = match read_form(Some(content_type), &body, CountryId::MX, &allowed) {
             Ok(form) => form,
             Err(refusal) => return Err(TestCaseError::fail(format!("{phone}: {refusal:?}"))),
         };
         prop_assert_eq!(form.name.as_str(), name.as_str());
-        prop_assert_eq!(&form.fields, &fields);
+        let kept: std::collections::BTreeMap<String, String> = fields
+            .iter()
+            .filter(|(name, _)| allowed_names.contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        prop_assert_eq!(&form.fields, &kept);
         prop_assert_eq!(form.phone.as_str(), format!("+52{digits}"));
         prop_assert_eq!(
             CustomerKey::from_phone(&form.phone),

@@ -16,7 +16,7 @@ use http::StatusCode;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::json;
 use shared::config::{EngineConfig, Env, FormConfig, RetellConfig, WhatsAppConfig, WorkerConfig};
-use shared::domain::{ChatStatus, CountryId};
+use shared::domain::{AllowedFields, ChatStatus, CountryId};
 use shared::engine::BridgeEngine;
 use shared::ingress::form::FormIntake;
 use shared::ingress::whatsapp::WhatsAppWebhook;
@@ -260,7 +260,7 @@ impl JobHandler for KillingWorker {
 /// The client timeouts of the run: a slow answer from a stand-in outlasts them.
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(600);
 const SLOW_ANSWER: Duration = Duration::from_millis(900);
-const FORM_SECRET: &str = "chaos-form-secret";
+const FORM_SECRET: &str = "chaos-form-secret-of-32-characters";
 
 struct World {
     retell: RetellStandIn,
@@ -391,8 +391,10 @@ fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
             FormConfig {
                 shared_secret: FORM_SECRET.to_owned().into(),
                 default_country: CountryId::MX,
-                allowed_origins: Vec::new(),
+                fields: AllowedFields::parse("producto").expect("a field name"),
                 max_body_bytes: FormConfig::DEFAULT_MAX_BODY_BYTES,
+                outreach_cooldown: FormConfig::DEFAULT_OUTREACH_COOLDOWN,
+                outreach_daily_limit: FormConfig::DEFAULT_OUTREACH_DAILY_LIMIT,
             },
         ),
         queue,

@@ -1,6 +1,8 @@
 //! Cold starts: fresh processes of each function and of a hello-world `lambda_http` function,
 //! from exec to the first `invocation/next` (INIT) and to the answer of a trivially cheap first
-//! event, taken in turns so that the machine's moods spread over all of them alike.
+//! event, taken in turns so that the machine's moods spread over all of them alike. Each function
+//! starts twice: with its secrets in the environment, and reading them at INIT from a Secrets
+//! Manager stand-in (`BRIDGE_SECRET_ID`, as deployed), so the read's cost shows apart.
 
 use anyhow::{Context, Result};
 use axum::body::Bytes;
@@ -21,6 +23,8 @@ pub struct ColdStartReport {
 #[derive(Debug, Serialize)]
 pub struct FunctionColdStart {
     pub name: String,
+    /// Whether it read its secrets at INIT from the Secrets Manager stand-in.
+    pub secret_read: bool,
     /// What the first event was.
     pub first_event: &'static str,
     pub init: Distribution,
@@ -28,15 +32,18 @@ pub struct FunctionColdStart {
     /// Medians over hello-lambda's.
     pub init_ratio_to_hello: f64,
     pub first_answer_ratio_to_hello: f64,
+    /// With the secret read: the median INIT over the same function's without it.
+    pub secret_read_init_cost_ms: Option<f64>,
 }
 
-/// `function` gives each function's binary and environment by name.
+/// `function` gives each function's binary and environment by name, and whether it reads its
+/// secrets from the Secrets Manager stand-in.
 pub async fn measure(
     quick: bool,
-    function: impl Fn(&str) -> LambdaFunction,
+    function: impl Fn(&str, bool) -> LambdaFunction,
 ) -> Result<ColdStartReport> {
     let starts = if quick { 5 } else { 20 };
-    let functions = [
+    let plain = [
         (
             HELLO_LAMBDA,
             "OPTIONS /form (any HTTP API event)",
@@ -58,11 +65,22 @@ pub async fn measure(
             Bytes::from_static(br#"{"Records":[]}"#),
         ),
     ];
+    // (name, reads the secret, first event, event): each function without, then with, the read.
+    let functions: Vec<_> = plain
+        .iter()
+        .map(|(name, what, event)| (*name, false, *what, event.clone()))
+        .chain(
+            plain
+                .iter()
+                .filter(|(name, ..)| *name != HELLO_LAMBDA)
+                .map(|(name, what, event)| (*name, true, *what, event.clone())),
+        )
+        .collect();
     let mut inits = vec![Vec::new(); functions.len()];
     let mut first_answers = vec![Vec::new(); functions.len()];
     for _ in 0..starts {
-        for (i, (name, _, event)) in functions.iter().enumerate() {
-            let function = function(name);
+        for (i, (name, secret_read, _, event)) in functions.iter().enumerate() {
+            let function = function(name, *secret_read);
             let mut api = RuntimeApi::start(&function, 1).await?;
             api.wait_until_initialized(INIT_TIMEOUT)
                 .await
@@ -77,23 +95,37 @@ pub async fn measure(
         starts_per_function: starts,
         functions: Vec::new(),
     };
-    for (i, (name, first_event, _)) in functions.iter().enumerate() {
+    for (i, (name, secret_read, first_event, _)) in functions.iter().enumerate() {
         report.functions.push(FunctionColdStart {
             name: (*name).to_owned(),
+            secret_read: *secret_read,
             first_event,
             init: Distribution::of(inits[i].iter().copied()),
             first_answer: Distribution::of(first_answers[i].iter().copied()),
             init_ratio_to_hello: 0.0,
             first_answer_ratio_to_hello: 0.0,
+            secret_read_init_cost_ms: None,
         });
     }
     let (hello_init, hello_answer) = (
         report.functions[0].init.p50_ms,
         report.functions[0].first_answer.p50_ms,
     );
+    let without_secret: Vec<(String, f64)> = report
+        .functions
+        .iter()
+        .filter(|f| !f.secret_read)
+        .map(|f| (f.name.clone(), f.init.p50_ms))
+        .collect();
     for function in &mut report.functions {
         function.init_ratio_to_hello = function.init.p50_ms / hello_init;
         function.first_answer_ratio_to_hello = function.first_answer.p50_ms / hello_answer;
+        if function.secret_read {
+            function.secret_read_init_cost_ms = without_secret
+                .iter()
+                .find(|(name, _)| *name == function.name)
+                .map(|(_, init)| function.init.p50_ms - init);
+        }
     }
     Ok(report)
 }
@@ -110,14 +142,19 @@ impl ColdStartReport {
         );
         let _ = writeln!(
             out,
-            "{:<20} {:>18} {:>22} {:>12} {:>12}   first event",
+            "{:<32} {:>18} {:>22} {:>12} {:>12}   first event",
             "function", "INIT ms", "exec->answer ms", "INIT/hello", "answer/hello"
         );
         for function in &self.functions {
+            let name = if function.secret_read {
+                format!("{} +secret read", function.name)
+            } else {
+                function.name.clone()
+            };
             let _ = writeln!(
                 out,
-                "{:<20} {:>18} {:>22} {:>12.2} {:>12.2}   {}",
-                function.name,
+                "{:<32} {:>18} {:>22} {:>12.2} {:>12.2}   {}",
+                name,
                 format!("{:.2} ({:.2})", function.init.p50_ms, function.init.p90_ms),
                 format!(
                     "{:.2} ({:.2})",
@@ -126,6 +163,21 @@ impl ColdStartReport {
                 function.init_ratio_to_hello,
                 function.first_answer_ratio_to_hello,
                 function.first_event
+            );
+        }
+        let costs: Vec<String> = self
+            .functions
+            .iter()
+            .filter_map(|f| {
+                f.secret_read_init_cost_ms
+                    .map(|cost| format!("{} {cost:+.2} ms", f.name))
+            })
+            .collect();
+        if !costs.is_empty() {
+            let _ = writeln!(
+                out,
+                "secret read at INIT (one GetSecretValue from a local stand-in; Secrets Manager's own latency comes on top), median INIT over the same function without it: {}",
+                costs.join(", ")
             );
         }
         out

@@ -7,6 +7,7 @@
 
 mod cold_start;
 mod ingress;
+mod instant_secrets;
 mod instant_sqs;
 pub mod report;
 pub mod runtime_api;
@@ -19,6 +20,7 @@ use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
 use crate::runtime_api::LambdaFunction;
+use instant_secrets::InstantSecrets;
 use instant_sqs::InstantSqs;
 use sandbox::moto::MotoServer;
 use sandbox::{GraphStandIn, LocalStack, RetellStandIn, graph_standin, retell_standin};
@@ -36,7 +38,7 @@ pub const HELLO_LAMBDA: &str = "hello-lambda";
 const APP_SECRET: &str = "bench-app-secret";
 /// The token the verification fixture echoes.
 const VERIFY_TOKEN: &str = "standin-verify-token";
-const FORM_SECRET: &str = "bench-form-secret";
+const FORM_SECRET: &str = "bench-form-secret-of-32-characters";
 /// Time for a process's INIT before it counts as failed.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -119,8 +121,17 @@ impl Bench {
         eprintln!("bench: the worker's own time per turn");
         let worker = worker::measure(self).await?;
         eprintln!("bench: cold starts");
-        let cold_starts = cold_start::measure(self.quick(), |name| {
-            self.function(name, &self.stack.rest_url)
+        let services = Services {
+            rest_url: &self.stack.rest_url,
+            service_role_key: &self.stack.service_role_key,
+            queue: &self.queues[0],
+            retell: self.retell.config(),
+            whatsapp: self.graph.config(),
+        };
+        let secrets = InstantSecrets::start(services.secret_string());
+        let cold_starts = cold_start::measure(self.quick(), |name, with_secret| {
+            let secret = with_secret.then_some(&secrets);
+            lambda_function(&self.settings, name, &services, secret)
         })
         .await?;
         let sizes = report::Sizes::read(&self.settings.binaries, &self.settings.lambda_bootstraps);
@@ -143,7 +154,7 @@ impl Bench {
             retell: self.retell.config(),
             whatsapp: self.graph.config(),
         };
-        lambda_function(&self.settings, name, &services)
+        lambda_function(&self.settings, name, &services, None)
     }
 
     fn quick(&self) -> bool {
@@ -154,7 +165,9 @@ impl Bench {
 /// `bench --cold-start-only`: the cold starts alone, without the local stack or moto. INIT
 /// reaches no network, and the first events (a verification GET, a preflight, an empty batch)
 /// touch neither the store nor the queue, so the functions are pointed at an address nothing
-/// answers; the Retell and Graph stand-ins (in-process) give the worker its configuration.
+/// answers; the Retell and Graph stand-ins (in-process) give the worker its configuration. Each
+/// function starts twice: with its secrets in the environment, and reading them from a Secrets
+/// Manager stand-in (`BRIDGE_SECRET_ID`), as deployed.
 pub async fn measure_cold_starts(settings: &Settings) -> Result<ColdStartReport> {
     prepare(settings)?;
     let (retell, graph) = (RetellStandIn::start(), GraphStandIn::start());
@@ -172,8 +185,9 @@ pub async fn measure_cold_starts(settings: &Settings) -> Result<ColdStartReport>
         retell: retell.config(),
         whatsapp: graph.config(),
     };
-    cold_start::measure(settings.quick, |name| {
-        lambda_function(settings, name, &services)
+    let secrets = InstantSecrets::start(services.secret_string());
+    cold_start::measure(settings.quick, |name, with_secret| {
+        lambda_function(settings, name, &services, with_secret.then_some(&secrets))
     })
     .await
 }
@@ -209,8 +223,30 @@ struct Services<'a> {
     whatsapp: shared::config::WhatsAppConfig,
 }
 
+impl Services<'_> {
+    /// The deployment's secret: every function's secrets, by their variables' names.
+    fn secret_string(&self) -> String {
+        serde_json::json!({
+            "SUPABASE_SERVICE_ROLE_KEY": self.service_role_key,
+            "RETELL_API_KEY": retell_standin::API_KEY,
+            "WHATSAPP_ACCESS_TOKEN": graph_standin::ACCESS_TOKEN,
+            "WHATSAPP_APP_SECRET": APP_SECRET,
+            "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
+            "FORM_SHARED_SECRET": FORM_SECRET,
+        })
+        .to_string()
+    }
+}
+
 /// `name`'s release binary with the environment its deployment gives it, pointed at `services`.
-fn lambda_function(settings: &Settings, name: &str, services: &Services<'_>) -> LambdaFunction {
+/// With `secret`, its secrets are not in the environment: it reads them at INIT from that
+/// stand-in, as deployed (`BRIDGE_SECRET_ID`).
+fn lambda_function(
+    settings: &Settings,
+    name: &str,
+    services: &Services<'_>,
+    secret: Option<&InstantSecrets>,
+) -> LambdaFunction {
     let mut env: Vec<(&str, String)> = vec![
         ("SUPABASE_REST_URL", services.rest_url.to_owned()),
         (
@@ -229,12 +265,20 @@ fn lambda_function(settings: &Settings, name: &str, services: &Services<'_>) -> 
             env.extend(queue);
             env.push(("WHATSAPP_APP_SECRET", APP_SECRET.to_owned()));
             env.push(("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN.to_owned()));
+            env.push((
+                "WHATSAPP_PHONE_NUMBER_ID",
+                graph_standin::PHONE_NUMBER_ID.to_owned(),
+            ));
         }
         FORM_INTAKE => {
             env.extend(queue);
             env.push(("FORM_SHARED_SECRET", FORM_SECRET.to_owned()));
             env.push(("FORM_DEFAULT_COUNTRY", "MX".to_owned()));
-            env.push(("FORM_ALLOWED_ORIGINS", "https://www.example.com".to_owned()));
+            env.push(("FORM_FIELDS", "producto".to_owned()));
+            // Every form accepted and queued, as the path measured has always been: no cooldown
+            // (the run cycles through its customers), and a limit the run cannot reach.
+            env.push(("OUTREACH_COOLDOWN_HOURS", "0".to_owned()));
+            env.push(("OUTREACH_DAILY_LIMIT", "1000000000".to_owned()));
         }
         CONVERSATION_WORKER => {
             let (retell, whatsapp) = (services.retell.clone(), services.whatsapp.clone());
@@ -254,6 +298,24 @@ fn lambda_function(settings: &Settings, name: &str, services: &Services<'_>) -> 
             ]);
         }
         _ => env.clear(), // hello-lambda reads nothing
+    }
+    if let Some(secret) = secret.filter(|_| !env.is_empty()) {
+        env.retain(|(name, _)| !shared::secrets::SECRET_VARIABLES.contains(name));
+        env.extend([
+            (
+                shared::secrets::SECRET_ID_VARIABLE,
+                instant_secrets::SECRET_ID.to_owned(),
+            ),
+            (shared::secrets::ENDPOINT_VARIABLE, secret.endpoint_url()),
+            // What Lambda hands the role's credentials and the region over in.
+            ("AWS_ACCESS_KEY_ID", "ASIABENCHBENCHBENCH0".to_owned()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "bench-secret-access-key".to_owned(),
+            ),
+            ("AWS_SESSION_TOKEN", "bench-session-token".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]);
     }
     LambdaFunction {
         name: name.to_owned(),

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 use shared::domain::{
     CountryId, CustomerKey, CustomerName, FormSubmission, IdempotencyKey, InboundMessage,
-    MessageId, PhoneNumber,
+    MessageId, OutreachLimits, PhoneNumber,
 };
 use shared::queue::TurnJob;
 use shared::store::{PostgrestStore, SessionStore};
@@ -169,7 +169,17 @@ impl World {
             name: CustomerName::parse(&format!("Cliente {customer}"))?,
             fields: BTreeMap::from([("producto".to_owned(), "seguro de auto".to_owned())]),
         };
-        let recorded = self.store.record_form_submission(&submission).await?;
+        let recorded = self
+            .store
+            // The engine's cost is measured here, not the outreach rules: no cooldown, no limit.
+            .record_form_submission(
+                &submission,
+                OutreachLimits {
+                    cooldown: Duration::ZERO,
+                    daily_limit: u32::MAX,
+                },
+            )
+            .await?;
         Ok(TurnJob::StartConversation {
             customer_key,
             submission_id: recorded.submission_id,

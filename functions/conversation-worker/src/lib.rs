@@ -10,6 +10,14 @@ use shared::queue::{JobDisposition, JobHandler, TurnJob};
 /// What the function reads from its environment at INIT.
 pub use shared::config::WorkerConfig as Config;
 
+/// The keys of the deployment's secret the function takes ([`shared::secrets::read_into`]):
+/// those its [`Config`] reads.
+pub const SECRETS: &[&str] = &[
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "RETELL_API_KEY",
+    "WHATSAPP_ACCESS_TOKEN",
+];
+
 /// Runs every record of a batch and names those to deliver again.
 ///
 /// A FIFO batch may hold several customers (message groups). Once a record of a group is to be

@@ -9,7 +9,9 @@ use shared::engine::BridgeEngine;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = conversation_worker::Config::from_env(&Env::from_process())?;
+    // The secret's keys (BRIDGE_SECRET_ID), else the environment's: see shared::secrets.
+    let env = shared::secrets::read_into(Env::from_process(), conversation_worker::SECRETS).await?;
+    let config = conversation_worker::Config::from_env(&env)?;
     let engine = BridgeEngine::from_config(&config, shared::http::client());
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

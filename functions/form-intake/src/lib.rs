@@ -2,6 +2,10 @@
 //! to [`shared::ingress::form::FormIntake::handle`] as `lambda_http` hands it over: an
 //! `http::Request` with the base64 body already decoded.
 
+/// The keys of the deployment's secret the function takes ([`shared::secrets::read_into`]):
+/// those its [`Config`] reads.
+pub const SECRETS: &[&str] = &["SUPABASE_SERVICE_ROLE_KEY", "FORM_SHARED_SECRET"];
+
 /// What the function reads from its environment at INIT.
 #[derive(Debug)]
 pub struct Config {
@@ -25,13 +29,12 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use lambda_http::http::header::{
-        ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-        CONTENT_TYPE, HeaderName, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
+        ALLOW, CONTENT_TYPE, HeaderName, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
     };
     use lambda_http::{Body, IntoResponse, Request};
     use serde_json::Value;
     use shared::config::FormConfig;
-    use shared::domain::{CountryId, CustomerKey};
+    use shared::domain::{AllowedFields, CountryId, CustomerKey};
     use shared::fakes::{FakeQueue, FakeStore};
     use shared::ingress::Response;
     use shared::ingress::form::FormIntake;
@@ -39,7 +42,7 @@ mod tests {
     use shared::store::StoreError;
 
     /// The secret the fixtures' bearer tokens and signatures use.
-    const SECRET: &str = "form-secret-3f9a";
+    const SECRET: &str = "form-secret-3f9a-0c5e-4b7d-9a21-e8f6";
 
     struct Harness {
         intake: FormIntake<FakeStore, FakeQueue>,
@@ -52,11 +55,15 @@ mod tests {
         let config = FormConfig {
             shared_secret: SECRET.to_owned().into(),
             default_country: CountryId::MX,
-            allowed_origins: vec!["https://www.example.com".into()],
+            fields: AllowedFields::parse("producto,ciudad").unwrap(),
             max_body_bytes,
+            outreach_cooldown: FormConfig::DEFAULT_OUTREACH_COOLDOWN,
+            outreach_daily_limit: FormConfig::DEFAULT_OUTREACH_DAILY_LIMIT,
         };
         Harness {
-            // A fixed clock: the derived idempotency key's period cannot turn mid-test.
+            // A fixed clock, when the fixtures arrived (their `timeEpoch`, and the time the signed
+            // ones were signed at): signatures are fresh, and the derived idempotency key's
+            // period cannot turn mid-test.
             intake: FormIntake::new(store.clone(), queue.clone(), config)
                 .with_clock(|| UNIX_EPOCH + Duration::from_secs(1_795_608_030)),
             store,
@@ -104,22 +111,35 @@ mod tests {
         (status, code.to_owned(), field.map(str::to_owned))
     }
 
+    /// No answer tells a browser it may read it.
+    fn assert_no_cors(response: &Response) {
+        let cors: Vec<_> = response
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().starts_with("access-control-"))
+            .collect();
+        assert!(cors.is_empty(), "{cors:?}");
+        assert_eq!(header(response, VARY), None);
+    }
+
     #[tokio::test]
-    async fn a_browser_post_with_the_bearer_token_is_accepted_with_cors() {
+    async fn a_server_post_with_the_bearer_token_is_accepted() {
         let h = harness();
         let response = h.answer("post_json_bearer").await;
         assert_eq!(response.status(), 202);
         assert_eq!(header(&response, CONTENT_TYPE), Some("application/json"));
-        assert_eq!(
-            header(&response, ACCESS_CONTROL_ALLOW_ORIGIN),
-            Some("https://www.example.com")
-        );
+        assert_no_cors(&response);
         let body = json_body(&response);
-        assert_eq!(body["status"], "queued");
+        assert_eq!(body["status"], "accepted");
         let submission = &h.store.recorded()[0];
         assert_eq!(submission.name.as_str(), "Lupita Pérez");
         assert_eq!(submission.customer_key.as_str(), "525512345678");
-        assert_eq!(submission.fields["utm_source"], "google");
+        assert_eq!(submission.fields["producto"], "seguro de auto");
+        assert!(
+            !submission.fields.contains_key("utm_source"),
+            "not an allowed field: {:?}",
+            submission.fields
+        );
         let jobs = h.queue.jobs();
         assert!(
             matches!(&jobs[..], [(TurnJob::StartConversation { submission_id, .. }, dedup)]
@@ -129,6 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_base64_encoded_urlencoded_body_is_decoded_before_its_signature_is_checked() {
+        // Signed with `t=<timeEpoch>,v1=<HMAC-SHA256 of "<t>.<decoded body>">`.
         let h = harness();
         let request = fixture("post_urlencoded_base64_signed");
         assert!(
@@ -153,25 +174,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_preflight_gets_204_with_cors_headers() {
+    async fn a_signed_request_replayed_within_five_minutes_is_recorded_once() {
+        let h = harness();
+        let first = json_body(&h.answer("post_urlencoded_base64_signed").await);
+        let replayed = json_body(&h.answer("post_urlencoded_base64_signed").await);
+        assert_eq!(first["submission_id"], replayed["submission_id"]);
+        let recorded = h.store.recorded();
+        assert!(
+            recorded
+                .iter()
+                .all(|s| s.idempotency_key == recorded[0].idempotency_key),
+            "one submission"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_browsers_preflight_gets_405_and_no_cors() {
         let h = harness();
         let response = h.answer("options_preflight").await;
-        assert_eq!(response.status(), 204);
-        assert!(response.body().is_empty(), "a 204 has no body");
-        assert_eq!(
-            header(&response, ACCESS_CONTROL_ALLOW_ORIGIN),
-            Some("https://www.example.com")
-        );
-        assert_eq!(
-            header(&response, ACCESS_CONTROL_ALLOW_METHODS),
-            Some("POST, OPTIONS")
-        );
-        assert!(
-            header(&response, ACCESS_CONTROL_ALLOW_HEADERS)
-                .unwrap()
-                .contains("idempotency-key")
-        );
-        assert_eq!(header(&response, VARY), Some("origin"));
+        assert_eq!(error(&response), err(405, "method_not_allowed", None));
+        assert_eq!(header(&response, ALLOW), Some("POST"));
+        assert_no_cors(&response);
     }
 
     #[tokio::test]
@@ -181,6 +204,8 @@ mod tests {
             ("get_form", err(405, "method_not_allowed", None)),
             ("post_unauthenticated", err(401, "unauthorized", None)),
             ("post_wrong_signature", err(401, "unauthorized", None)),
+            ("post_stale_signature", err(401, "unauthorized", None)),
+            ("post_old_signature_scheme", err(401, "unauthorized", None)),
             ("post_text_plain", err(415, "unsupported_media_type", None)),
             ("post_malformed_json", err(400, "malformed_body", None)),
             ("post_landline", err(422, "invalid_field", Some("phone"))),
@@ -194,12 +219,15 @@ mod tests {
             );
         }
         let response = h.answer("post_unauthenticated").await;
-        assert_eq!(
-            header(&response, ACCESS_CONTROL_ALLOW_ORIGIN),
-            Some("https://www.example.com"),
-            "a browser can read the refusal"
-        );
         assert_eq!(header(&response, WWW_AUTHENTICATE), Some("Bearer"));
+        assert_no_cors(&response);
+        for (name, says) in [
+            ("post_stale_signature", "stale: signed 600 s ago"),
+            ("post_old_signature_scheme", "t=<unix seconds>,v1="),
+        ] {
+            let message = json_body(&h.answer(name).await)["error"]["message"].to_string();
+            assert!(message.contains(says), "{name}: {message}");
+        }
         assert!(h.store.recorded().is_empty());
         assert!(h.queue.jobs().is_empty());
     }
@@ -266,7 +294,11 @@ mod tests {
             accepted.body()
         );
         let preflight = h.answer("options_preflight").await.into_response().await;
-        assert_eq!(preflight.status(), 204);
-        assert!(preflight.body().is_empty());
+        assert_eq!(preflight.status(), 405);
+        assert!(
+            matches!(preflight.body(), Body::Text(text) if text.contains("method_not_allowed")),
+            "{:?}",
+            preflight.body()
+        );
     }
 }

@@ -3,6 +3,14 @@
 
 use shared::config::{ConfigError, Env, QueueConfig, StoreConfig, WebhookConfig};
 
+/// The keys of the deployment's secret the function takes ([`shared::secrets::read_into`]):
+/// those its [`Config`] reads.
+pub const SECRETS: &[&str] = &[
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "WHATSAPP_APP_SECRET",
+    "WHATSAPP_VERIFY_TOKEN",
+];
+
 /// What the function reads from its environment at INIT.
 #[derive(Debug)]
 pub struct Config {

@@ -10,7 +10,9 @@ use shared::store::PostgrestStore;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = whatsapp_inbound::Config::from_env(&Env::from_process())?;
+    // The secret's keys (BRIDGE_SECRET_ID), else the environment's: see shared::secrets.
+    let env = shared::secrets::read_into(Env::from_process(), whatsapp_inbound::SECRETS).await?;
+    let config = whatsapp_inbound::Config::from_env(&env)?;
     let store = PostgrestStore::new(&config.store, shared::http::client());
     let queue = SqsQueue::from_config(&config.queue).await;
     let webhook = WhatsAppWebhook::new(store, queue, &config.webhook);

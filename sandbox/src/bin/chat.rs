@@ -32,6 +32,12 @@ async fn main() -> anyhow::Result<()> {
         .get("WHATSAPP_APP_SECRET")
         .cloned()
         .unwrap_or_else(|| "standin-app-secret".into());
+    // The number the bridge answers for: the sandbox's, unless `.env` names the real Graph API's.
+    let set = |name: &str| env.get(name).filter(|value| !value.trim().is_empty());
+    let phone_number_id = match set("WHATSAPP_ACCESS_TOKEN") {
+        Some(_) => set("WHATSAPP_PHONE_NUMBER_ID").cloned().unwrap_or_default(),
+        None => sandbox::graph_standin::PHONE_NUMBER_ID.to_owned(),
+    };
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
 
@@ -51,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "0", "changes": [{
             "field": "messages",
             "value": { "messaging_product": "whatsapp",
-                       "metadata": { "display_phone_number": "15550000000", "phone_number_id": "0" },
+                       "metadata": { "display_phone_number": "15550000000", "phone_number_id": phone_number_id },
                        "contacts": [{ "profile": { "name": "Terminal" }, "wa_id": wa_id }],
                        "messages": [{ "from": wa_id, "id": format!("wamid.CHAT.{}.{sent}", std::process::id()),
                                       "timestamp": chrono::Utc::now().timestamp().to_string(),

@@ -108,11 +108,32 @@ pub struct UnprocessedEvent {
     pub payload: serde_json::Value,
 }
 
+/// A customer told WhatsApp to stop the business's marketing messages (Meta's
+/// `user_preferences` webhook): opted out as by an opt-out word, without a confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MarketingOptOut {
+    pub customer_key: CustomerKey,
+    /// Kept on a session the opt-out creates.
+    pub wa_id: Option<String>,
+    pub whatsapp_user_id: Option<String>,
+    /// When WhatsApp said so, when it did.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// An opt-out as recorded: `changed` is false when the customer already was opted out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordedOptOut {
+    pub customer_key: CustomerKey,
+    pub changed: bool,
+}
+
 /// What recording one webhook delivery did.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RecordedWebhook {
     pub messages: Vec<RecordedMessage>,
     pub statuses: Vec<DeliveryOutcome>,
+    #[serde(default)]
+    pub opt_outs: Vec<RecordedOptOut>,
 }
 
 /// A form submission that passed validation: the lead the agent will contact.
@@ -126,12 +147,74 @@ pub struct FormSubmission {
     pub fields: BTreeMap<String, String>,
 }
 
+/// Where a form's outreach stands. The form answers all of them alike; staff read them in
+/// `form_submissions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SubmissionStatus {
+    /// Accepted: its job creates the chat and sends the template.
     Queued,
     Started,
     Failed,
+    /// Not contacted, by the rules (see [`OutcomeReason`]).
+    Skipped,
+    /// Not contacted: the day's limit of outreaches was reached.
+    Held,
+}
+
+/// Why a form's customer was not contacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeReason {
+    /// The customer opted out: consent is final.
+    OptedOut,
+    /// A person has taken the conversation over (`paused_until` in the future).
+    Paused,
+    /// The customer wrote, or was written to, within the cooldown: their chat goes on.
+    ConversationLive,
+    /// The bridge reached its limit of outreaches for the day (held).
+    DailyLimit,
+}
+
+impl OutcomeReason {
+    /// As stored in `form_submissions.outcome_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OptedOut => "opted_out",
+            Self::Paused => "paused",
+            Self::ConversationLive => "conversation_live",
+            Self::DailyLimit => "daily_limit",
+        }
+    }
+}
+
+impl std::fmt::Display for OutcomeReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The limits a form's outreach is decided under, atomically with its recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutreachLimits {
+    /// A customer who wrote, was written to, or had a form accepted this recently gets no new
+    /// outreach (zero: no cooldown).
+    pub cooldown: std::time::Duration,
+    /// Outreaches accepted per day (UTC) for the whole bridge; past it forms are held.
+    pub daily_limit: u32,
+}
+
+impl OutreachLimits {
+    pub const DEFAULT: Self = Self {
+        cooldown: std::time::Duration::from_secs(24 * 60 * 60),
+        daily_limit: 500,
+    };
+}
+
+impl Default for OutreachLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -139,7 +222,11 @@ pub struct RecordedSubmission {
     pub submission_id: SubmissionId,
     /// False when the same idempotency key was recorded before.
     pub is_new: bool,
+    /// `Queued` only when the customer may be contacted: only then is its job queued.
     pub status: SubmissionStatus,
+    /// Set when skipped or held.
+    #[serde(default)]
+    pub outcome_reason: Option<OutcomeReason>,
 }
 
 /// An inbound message taken by a turn.
@@ -185,6 +272,9 @@ pub struct StoredSubmission {
     pub name: String,
     pub fields: BTreeMap<String, String>,
     pub status: SubmissionStatus,
+    /// Set when skipped or held.
+    #[serde(default)]
+    pub outcome_reason: Option<OutcomeReason>,
     pub chat_id: Option<ChatId>,
     pub created_at: DateTime<Utc>,
 }

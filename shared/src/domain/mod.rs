@@ -7,6 +7,9 @@ mod ids;
 
 pub use conversation::*;
 pub use customer_key::{CustomerKey, CustomerKeyError, PhoneNumber};
-pub use form::{CustomerName, ExtraField, ExtraFieldError, FieldName, NameError, RESERVED_FIELDS};
+pub use form::{
+    AllowedFields, CustomerName, ExtraField, ExtraFieldError, FORM_OWN_FIELDS, FieldName,
+    NameError, RESERVED_FIELDS,
+};
 pub use ids::{ChatId, IdError, IdempotencyKey, MessageId, SubmissionId, TurnId};
 pub use phonenumber::country::Id as CountryId;

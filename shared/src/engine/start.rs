@@ -2,7 +2,7 @@
 
 use super::{Engine, EngineError, base_variables, metadata, outbound};
 use crate::agent::{ChatAgent, NewChat};
-use crate::domain::{SubmissionId, SubmissionStatus};
+use crate::domain::{OutcomeReason, Session, SubmissionId, SubmissionStatus};
 use crate::messenger::{Messenger, Recipient};
 use crate::store::SessionStore;
 
@@ -12,6 +12,9 @@ pub enum StartOutcome {
     Started,
     /// A repeated job: the submission's outreach was done before.
     AlreadyStarted,
+    /// The customer is not contacted: the form was skipped or held when it was recorded, or
+    /// since it was accepted they opted out or a person took over (now recorded as skipped).
+    NotContacted(Option<OutcomeReason>),
     /// No such submission (it was never recorded): nothing to do.
     UnknownSubmission,
 }
@@ -23,6 +26,10 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     ///
     /// A repeated job does nothing twice once the outreach is recorded. A job that dies after
     /// WhatsApp took the template and before it was recorded sends it again when retried.
+    ///
+    /// Nobody is contacted for a submission the store skipped or held, nor when the session
+    /// shows the customer opted out or taken over by a person since the form was accepted:
+    /// that submission is recorded as skipped.
     ///
     /// Its failures are logged by the caller, which knows whether they are retried.
     #[tracing::instrument(
@@ -38,11 +45,24 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             tracing::warn!("no such form submission");
             return Ok(StartOutcome::UnknownSubmission);
         };
-        if submission.status == SubmissionStatus::Started {
-            return Ok(StartOutcome::AlreadyStarted);
+        match submission.status {
+            SubmissionStatus::Started => return Ok(StartOutcome::AlreadyStarted),
+            SubmissionStatus::Skipped | SubmissionStatus::Held => {
+                return Ok(StartOutcome::NotContacted(submission.outcome_reason));
+            }
+            SubmissionStatus::Queued | SubmissionStatus::Failed => {}
         }
         let customer = &submission.customer_key;
         let session = self.store.session(customer).await?;
+        // Consent is final and a person who took over decides, whenever that happened.
+        if let Some(reason) = session.as_ref().and_then(not_to_contact) {
+            let skipped = self
+                .store
+                .skip_form_submission(submission.id, reason)
+                .await?;
+            tracing::info!(%reason, skipped, "the customer is not contacted");
+            return Ok(StartOutcome::NotContacted(Some(reason)));
+        }
 
         let mut chat = NewChat {
             metadata: metadata(customer),
@@ -91,5 +111,16 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             .complete_form_submission(submission.id, &chat_id, &[outbound(sent)])
             .await?;
         Ok(StartOutcome::Started)
+    }
+}
+
+/// Why a session's customer may not be contacted now, if they may not.
+fn not_to_contact(session: &Session) -> Option<OutcomeReason> {
+    if session.is_opted_out() {
+        Some(OutcomeReason::OptedOut)
+    } else if session.is_paused(chrono::Utc::now()) {
+        Some(OutcomeReason::Paused)
+    } else {
+        None
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! The webhook answers within milliseconds and never calls Retell or the Graph API: it checks
 //! the signature, records what the delivery carries in one store call, queues a turn for each
-//! customer with messages waiting, and answers 200. Meta retries anything else for days, so a
-//! validly signed payload we cannot use is kept for inspection and still answered 200; only a
-//! store or queue outage answers 503, so that Meta delivers again. A delivery repeated after
-//! such a failure records nothing twice and queues what still waits.
+//! customer with messages waiting, and answers 200. Only our number counts: a change about any
+//! other business number of the app is kept as ignored, its messages never answered and its
+//! statuses never applied. A customer who stops our marketing messages in WhatsApp
+//! (`user_preferences`) is opted out in the same store call. Meta retries anything else for
+//! days, so a validly signed payload we cannot use is kept for inspection and still answered
+//! 200; only a store or queue outage answers 503, so that Meta delivers again. A delivery
+//! repeated after such a failure records nothing twice and queues what still waits.
 
 use std::collections::BTreeMap;
 
@@ -15,12 +18,15 @@ use serde_json::Value;
 
 use super::{DoorError, Response, header_text, text_response};
 use crate::config::WebhookConfig;
-use crate::domain::{CustomerKey, DeliveryUpdate, InboundMessage, MessageId, UnprocessedEvent};
+use crate::domain::{
+    CustomerKey, DeliveryUpdate, InboundMessage, MarketingOptOut, MessageId, UnprocessedEvent,
+};
 use crate::queue::{TurnJob, TurnQueue};
 use crate::store::SessionStore;
 use crate::whatsapp::webhook::{
-    SIGNATURE_HEADER, SignatureError, SubscriptionError, SubscriptionQuery, WebhookErrorCause,
-    WebhookEvent, WebhookPayload, events, verify_signature, verify_subscription,
+    MESSAGES_FIELD, MarketingPreference, SIGNATURE_HEADER, SignatureError, SubscriptionError,
+    SubscriptionQuery, USER_PREFERENCES_FIELD, WHATSAPP_OBJECT, WebhookErrorCause, WebhookEvent,
+    WebhookPayload, events, verify_signature, verify_subscription,
 };
 
 /// Meta sends at most 3 MB; a little room above that.
@@ -81,6 +87,7 @@ pub struct WhatsAppWebhook<S, Q> {
     queue: Q,
     app_secret: SecretString,
     verify_token: SecretString,
+    phone_number_id: String,
 }
 
 impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
@@ -90,6 +97,7 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             queue,
             app_secret: config.app_secret.clone(),
             verify_token: config.verify_token.clone(),
+            phone_number_id: config.phone_number_id.clone(),
         }
     }
 
@@ -143,7 +151,7 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             raw_body,
             signature,
         )?;
-        let delivery = Delivery::read(raw_body);
+        let delivery = Delivery::read(raw_body, &self.phone_number_id);
         if delivery.is_empty() {
             return Ok(text_response(StatusCode::OK, RECEIVED));
         }
@@ -152,6 +160,7 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             .record_webhook(
                 &delivery.messages,
                 &delivery.statuses,
+                &delivery.opt_outs,
                 &delivery.unprocessed,
             )
             .await
@@ -182,6 +191,7 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             messages = delivery.messages.len(),
             new = recorded.messages.iter().filter(|m| m.is_new).count(),
             statuses = delivery.statuses.len(),
+            opted_out = recorded.opt_outs.iter().filter(|o| o.changed).count(),
             unprocessed = delivery.unprocessed.len(),
             "webhook recorded"
         );
@@ -196,19 +206,26 @@ pub struct Delivery {
     pub messages: Vec<InboundMessage>,
     /// Status updates of the messages we sent.
     pub statuses: Vec<DeliveryUpdate>,
-    /// What could not be used (errors, unknown events, an unreadable body), kept for inspection.
+    /// Customers who told WhatsApp to stop our marketing messages: opted out.
+    pub opt_outs: Vec<MarketingOptOut>,
+    /// What could not be used (errors, unknown events, an unreadable body, changes about another
+    /// business number), kept for inspection.
     pub unprocessed: Vec<UnprocessedEvent>,
 }
 
 impl Delivery {
     /// Whether the delivery carries nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.statuses.is_empty() && self.unprocessed.is_empty()
+        self.messages.is_empty()
+            && self.statuses.is_empty()
+            && self.opt_outs.is_empty()
+            && self.unprocessed.is_empty()
     }
 
-    /// Sorts a webhook body (already authenticated) into messages, statuses and the rest.
-    pub fn read(raw_body: &[u8]) -> Delivery {
-        let payload: WebhookPayload = match serde_json::from_slice(raw_body) {
+    /// Sorts a webhook body (already authenticated) into messages, statuses, opt-outs and the
+    /// rest. Only changes about `our_phone_number_id` count: see [`set_apart_other_numbers`].
+    pub fn read(raw_body: &[u8], our_phone_number_id: &str) -> Delivery {
+        let mut payload: WebhookPayload = match serde_json::from_slice(raw_body) {
             Ok(payload) => payload,
             Err(error) => {
                 let payload = serde_json::from_slice(raw_body).unwrap_or_else(|_| {
@@ -221,11 +238,30 @@ impl Delivery {
                 };
             }
         };
-        let mut delivery = Delivery::default();
+        let mut delivery = Delivery {
+            unprocessed: set_apart_other_numbers(&mut payload, our_phone_number_id),
+            ..Delivery::default()
+        };
         for event in events(&payload) {
             match event {
                 WebhookEvent::Message(message) => delivery.messages.push(message),
                 WebhookEvent::Status(status) => delivery.statuses.push(status.update),
+                WebhookEvent::MarketingPreference(preference) => match preference.preference {
+                    MarketingPreference::Stop => delivery.opt_outs.push(MarketingOptOut {
+                        customer_key: preference.customer_key,
+                        wa_id: preference.wa_id.map(|wa_id| wa_id.as_str().to_owned()),
+                        whatsapp_user_id: preference.whatsapp_user_id,
+                        at: preference.at,
+                    }),
+                    // Meta says only that marketing messages are welcome again; opting back in
+                    // to the agent stays with the customer's own words (OPT_IN_WORDS).
+                    MarketingPreference::Resume => delivery.unprocessed.push(UnprocessedEvent {
+                        reason: "the customer resumed marketing messages in WhatsApp: an opt-out \
+                                 stays until they write an opt-in word"
+                            .to_owned(),
+                        payload: preference.raw,
+                    }),
+                },
                 WebhookEvent::Error(error) => {
                     let reason = match &error.cause {
                         WebhookErrorCause::Reported(meta) => format!(
@@ -252,5 +288,218 @@ impl Delivery {
             }
         }
         delivery
+    }
+}
+
+/// Takes out of `payload` every change about a business number other than ours, and returns
+/// each as an event kept for inspection, its reason naming the number. A change names its
+/// number in `value.metadata.phone_number_id`; a `messages` or `user_preferences` change that
+/// names none is not ours either. Changes of other fields that name no number (the account's
+/// own, like `account_update`) stay, to be ignored as before; so does a notification about
+/// another object than WhatsApp. An entry left without changes goes too.
+pub fn set_apart_other_numbers(
+    payload: &mut WebhookPayload,
+    our_phone_number_id: &str,
+) -> Vec<UnprocessedEvent> {
+    let mut set_apart = Vec::new();
+    if payload
+        .object
+        .as_deref()
+        .is_some_and(|object| object != WHATSAPP_OBJECT)
+    {
+        return set_apart;
+    }
+    payload.entry.retain_mut(|entry| {
+        let Ok(parsed) = &mut entry.parsed else {
+            return true;
+        };
+        if parsed.changes.is_empty() {
+            return true;
+        }
+        parsed.changes.retain(|change| {
+            let number = change.raw.pointer("/value/metadata/phone_number_id");
+            let field = change.raw.get("field").and_then(Value::as_str);
+            let reason = match number {
+                Some(Value::String(number)) if number == our_phone_number_id => return true,
+                Some(number) => format!(
+                    "the change is about phone number id {number}, not ours \
+                     ({our_phone_number_id:?}): not answered, statuses not applied"
+                ),
+                None if matches!(field, Some(MESSAGES_FIELD | USER_PREFERENCES_FIELD)) => format!(
+                    "a {:?} change names no phone number id, so it is not about ours \
+                     ({our_phone_number_id:?}): not answered, statuses not applied",
+                    field.unwrap_or_default()
+                ),
+                None => return true,
+            };
+            set_apart.push(UnprocessedEvent {
+                reason,
+                payload: change.raw.clone(),
+            });
+            false
+        });
+        !parsed.changes.is_empty()
+    });
+    set_apart
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const OURS: &str = "106540352242922";
+
+    /// A change of `field` about business number `number` (none: no metadata), with `value`.
+    fn change(field: &str, number: Option<&str>, value: Value) -> Value {
+        let mut value = value;
+        value["messaging_product"] = json!("whatsapp");
+        if let Some(number) = number {
+            value["metadata"] =
+                json!({ "display_phone_number": "15550783881", "phone_number_id": number });
+        }
+        json!({ "field": field, "value": value })
+    }
+
+    fn text(wamid: &str, from: &str) -> Value {
+        json!({ "from": from, "id": wamid, "timestamp": "1749416383", "type": "text",
+                "text": { "body": "hola" } })
+    }
+
+    fn status(wamid: &str) -> Value {
+        json!({ "id": wamid, "status": "read", "timestamp": "1749416390",
+                "recipient_id": "5215512345678" })
+    }
+
+    fn preference(wa_id: &str, value: &str) -> Value {
+        json!({ "wa_id": wa_id, "category": "marketing_messages", "value": value,
+                "detail": "User requested to stop marketing messages", "timestamp": 1731705721 })
+    }
+
+    fn read(payload: Value) -> Delivery {
+        Delivery::read(&serde_json::to_vec(&payload).unwrap(), OURS)
+    }
+
+    #[test]
+    fn only_our_number_is_answered_and_other_numbers_are_kept_naming_theirs() {
+        let other = "999000111222333";
+        let payload = json!({ "object": "whatsapp_business_account", "entry": [
+            { "id": "waba-1", "changes": [
+                change("messages", Some(OURS), json!({
+                    "messages": [text("wamid.OURS", "5215512345678")],
+                    "statuses": [status("wamid.OUT1")]
+                })),
+                change("messages", Some(other), json!({
+                    "messages": [text("wamid.THEIRS", "5491112345678")],
+                    "statuses": [status("wamid.OUT2")]
+                })),
+                change("user_preferences", Some(other), json!({
+                    "user_preferences": [preference("5491112345678", "stop")]
+                }))
+            ]},
+            // An entry all about the other number goes whole: no "entry without changes" left.
+            { "id": "waba-2", "changes": [
+                change("messages", Some(other), json!({ "messages": [text("wamid.T2", "5215512345678")] }))
+            ]},
+            { "id": "waba-3", "changes": [
+                change("messages", None, json!({ "messages": [text("wamid.NONE", "5215512345678")] })),
+                change("messages", Some(""), json!({ "statuses": [status("wamid.OUT3")] })),
+                json!({ "field": "messages", "value": { "metadata": { "phone_number_id": 106540352242922_u64 },
+                        "statuses": [status("wamid.OUT4")] } }),
+                // The account's own news names no number: ignored as before.
+                json!({ "field": "account_update", "value": { "event": "VERIFIED_ACCOUNT" } })
+            ]}
+        ]});
+        let delivery = read(payload);
+        let wamids: Vec<&str> = delivery.messages.iter().map(|m| m.wamid.as_str()).collect();
+        assert_eq!(wamids, ["wamid.OURS"]);
+        let statuses: Vec<&str> = delivery.statuses.iter().map(|s| s.wamid.as_str()).collect();
+        assert_eq!(
+            statuses,
+            ["wamid.OUT1"],
+            "no status of another number is applied"
+        );
+        assert!(delivery.opt_outs.is_empty(), "{:?}", delivery.opt_outs);
+        let reasons: Vec<&str> = delivery
+            .unprocessed
+            .iter()
+            .map(|u| u.reason.as_str())
+            .collect();
+        assert_eq!(reasons.len(), 7, "{reasons:#?}");
+        for reason in &reasons[..3] {
+            assert!(reason.contains("\"999000111222333\""), "{reason}");
+            assert!(reason.contains(OURS), "{reason}");
+        }
+        assert!(
+            reasons[3].contains("names no phone number id"),
+            "{}",
+            reasons[3]
+        );
+        assert!(
+            reasons[4].contains("phone number id \"\""),
+            "{}",
+            reasons[4]
+        );
+        assert!(
+            reasons[5].contains("phone number id 106540352242922,"),
+            "a number where Meta sends a string is not ours: {}",
+            reasons[5]
+        );
+        assert!(reasons[6].contains("account_update"), "{}", reasons[6]);
+        // Each kept change is whole, with the messages it carried.
+        assert_eq!(
+            delivery.unprocessed[0].payload["value"]["messages"][0]["id"],
+            "wamid.THEIRS"
+        );
+        assert_eq!(delivery.unprocessed[1].payload["field"], "user_preferences");
+    }
+
+    #[test]
+    fn a_stop_of_our_marketing_messages_is_an_opt_out_and_a_resume_clears_nothing() {
+        let payload = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "waba", "changes": [
+            change("user_preferences", Some(OURS), json!({
+                "contacts": [{ "profile": { "name": "Ana" }, "wa_id": "5215512345678" }],
+                "user_preferences": [preference("5215512345678", "stop"), preference("5491112345678", "resume")]
+            }))
+        ]}]});
+        let delivery = read(payload);
+        assert_eq!(
+            delivery.opt_outs,
+            [MarketingOptOut {
+                customer_key: CustomerKey::from_whatsapp_id("5215512345678").unwrap(),
+                wa_id: Some("5215512345678".to_owned()),
+                whatsapp_user_id: None,
+                at: chrono::DateTime::from_timestamp(1_731_705_721, 0),
+            }]
+        );
+        assert!(delivery.messages.is_empty() && delivery.statuses.is_empty());
+        let [resumed] = delivery.unprocessed.as_slice() else {
+            panic!("the resume is kept: {:?}", delivery.unprocessed);
+        };
+        assert!(resumed.reason.contains("resumed"), "{}", resumed.reason);
+        assert_eq!(resumed.payload["wa_id"], "5491112345678");
+        assert!(!delivery.is_empty());
+    }
+
+    #[test]
+    fn another_object_is_ignored_whole_and_an_unreadable_body_is_kept() {
+        let instagram = json!({ "object": "instagram", "entry": [{ "id": "1", "changes": [
+            change("messages", Some("1"), json!({ "messages": [text("wamid.I", "5215512345678")] }))
+        ]}]});
+        let delivery = read(instagram);
+        assert!(delivery.messages.is_empty());
+        let [ignored] = delivery.unprocessed.as_slice() else {
+            panic!("{:?}", delivery.unprocessed);
+        };
+        assert!(ignored.reason.contains("instagram"), "{}", ignored.reason);
+
+        let delivery = Delivery::read(b"{not json", OURS);
+        assert_eq!(delivery.unprocessed.len(), 1);
+        assert!(
+            delivery.unprocessed[0]
+                .reason
+                .starts_with("unreadable payload")
+        );
     }
 }

@@ -11,9 +11,9 @@ pub use postgrest::PostgrestStore;
 
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, RecordedWebhook, Session,
-    StoredSubmission, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
-    UnprocessedEvent,
+    InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits, RecordedMessage,
+    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, SubmissionId, TurnClaim,
+    TurnCompletion, TurnFailure, TurnId, UnprocessedEvent,
 };
 
 /// Every step is atomic and one round trip; every step may be retried after a timeout or an
@@ -26,19 +26,25 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<RecordedMessage>, StoreError>> + Send;
 
     /// Records everything one webhook delivery carries, in one transaction: inbound messages
-    /// (once per wamid), delivery statuses, and what could not be used.
+    /// (once per wamid), delivery statuses, customers who stopped marketing messages in WhatsApp
+    /// (opted out, a session created if they had none), and what could not be used.
     fn record_webhook(
         &self,
         messages: &[InboundMessage],
         statuses: &[DeliveryUpdate],
+        opt_outs: &[crate::domain::MarketingOptOut],
         unprocessed: &[UnprocessedEvent],
     ) -> impl Future<Output = Result<RecordedWebhook, StoreError>> + Send;
 
-    /// Records a form submission once per idempotency key. The same key for another customer is
-    /// a [`StoreError::Conflict`].
+    /// Records a form submission once per idempotency key and decides, in the same transaction,
+    /// whether its customer may be contacted under `limits`: accepted (`Queued`), `Skipped`
+    /// (opted out, paused, a live conversation) or `Held` (the day's limit). Concurrent calls
+    /// never accept two outreaches for one customer within the cooldown, nor more than the
+    /// limit in a day. The same key for another customer is a [`StoreError::Conflict`].
     fn record_form_submission(
         &self,
         submission: &FormSubmission,
+        limits: OutreachLimits,
     ) -> impl Future<Output = Result<RecordedSubmission, StoreError>> + Send;
 
     fn session(
@@ -123,6 +129,15 @@ pub trait SessionStore: Send + Sync {
         id: SubmissionId,
         reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The form's outreach is not made after all (the customer opted out or was taken over
+    /// since it was accepted): recorded as skipped with `reason`. False when the submission
+    /// was not queued or failed (already started, skipped or held).
+    fn skip_form_submission(
+        &self,
+        id: SubmissionId,
+        reason: OutcomeReason,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Applies delivery statuses to outbound messages; statuses never move backwards.
     fn record_delivery_statuses(

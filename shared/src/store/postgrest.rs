@@ -15,9 +15,9 @@ use super::{PostgrestError, SessionStore, StoreError};
 use crate::config::StoreConfig;
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, RecordedMessage, RecordedSubmission, RecordedWebhook, Session,
-    StoredSubmission, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
-    UnprocessedEvent,
+    InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits, RecordedMessage,
+    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, SubmissionId, TurnClaim,
+    TurnCompletion, TurnFailure, TurnId, UnprocessedEvent,
 };
 
 #[derive(Clone)]
@@ -188,16 +188,22 @@ impl SessionStore for PostgrestStore {
         &self,
         messages: &[InboundMessage],
         statuses: &[DeliveryUpdate],
+        opt_outs: &[crate::domain::MarketingOptOut],
         unprocessed: &[UnprocessedEvent],
     ) -> Result<RecordedWebhook, StoreError> {
-        let args =
-            json!({ "p_messages": messages, "p_statuses": statuses, "p_unprocessed": unprocessed });
+        let args = json!({
+            "p_messages": messages,
+            "p_statuses": statuses,
+            "p_opt_outs": opt_outs,
+            "p_unprocessed": unprocessed,
+        });
         self.call("record_webhook", &args).await
     }
 
     async fn record_form_submission(
         &self,
         submission: &FormSubmission,
+        limits: OutreachLimits,
     ) -> Result<RecordedSubmission, StoreError> {
         let args = json!({
             "p_idempotency_key": submission.idempotency_key,
@@ -206,6 +212,9 @@ impl SessionStore for PostgrestStore {
             "p_name": submission.name,
             "p_consent": true,
             "p_fields": submission.fields,
+            // SQL integers: beyond them a cooldown or a limit means "forever" or "no limit".
+            "p_cooldown_seconds": limits.cooldown.as_secs().min(i32::MAX as u64),
+            "p_daily_limit": limits.daily_limit.min(i32::MAX as u32),
         });
         self.call("record_form_submission", &args).await
     }
@@ -318,7 +327,9 @@ impl SessionStore for PostgrestStore {
     ) -> Result<Option<StoredSubmission>, StoreError> {
         let request = self
             .builder(format!("{}/form_submissions", self.rest_url))
-            .select("id,customer_key,phone_e164,name,fields,status,chat_id,created_at")
+            .select(
+                "id,customer_key,phone_e164,name,fields,status,outcome_reason,chat_id,created_at",
+            )
             .eq("id", id.to_string());
         let mut rows: Vec<StoredSubmission> = self.send(request).await?;
         Ok(rows.pop())
@@ -339,6 +350,15 @@ impl SessionStore for PostgrestStore {
         let args = json!({ "p_submission_id": id, "p_reason": reason });
         let _: bool = self.call("fail_form_submission", &args).await?;
         Ok(())
+    }
+
+    async fn skip_form_submission(
+        &self,
+        id: SubmissionId,
+        reason: OutcomeReason,
+    ) -> Result<bool, StoreError> {
+        let args = json!({ "p_submission_id": id, "p_reason": reason });
+        self.call("skip_form_submission", &args).await
     }
 
     async fn record_delivery_statuses(

@@ -4,8 +4,15 @@
 use shared::domain::{CustomerKey, PhoneNumber};
 use shared::ingress::DoorError;
 use shared::ingress::form::{FormError, MAX_EXTRA_FIELDS, MAX_NAME_CHARS, ValidForm};
-use shared::ingress::whatsapp::Delivery;
+use shared::ingress::whatsapp::{Delivery, set_apart_other_numbers};
 use shared::whatsapp::webhook::{WebhookPayload, events};
+
+/// The business number the deliveries are read for.
+pub const OUR_NUMBER: &str = "106540352242922";
+
+/// The extra fields the form is read with (`FORM_FIELDS`): some of them words of Meta's
+/// payloads, which the generated bodies use as keys.
+pub const FORM_FIELDS: &str = "producto,ciudad,notas,id,text,body,type,value,from";
 
 /// The content types `POST /form` is tried with: the accepted ones and some that are not.
 pub const CONTENT_TYPES: [Option<&str>; 5] = [
@@ -17,13 +24,18 @@ pub const CONTENT_TYPES: [Option<&str>; 5] = [
 ];
 
 /// A body that does not make a payload is kept whole, as one unprocessed event; one that does
-/// puts each of its events in exactly one list; every message's key reads back from the store.
+/// puts each event of our number in exactly one list, and each change about another number in
+/// the unprocessed one; nothing is answered, applied or opted out unless a change names our
+/// number; every message's key reads back from the store. `delivery` is `body` read for
+/// [`OUR_NUMBER`].
 pub fn check_delivery(body: &[u8], delivery: &Delivery) -> Result<(), String> {
     match serde_json::from_slice::<WebhookPayload>(body) {
         Err(_) => {
             ensure(
-                delivery.messages.is_empty() && delivery.statuses.is_empty(),
-                "an unreadable body gave messages or statuses",
+                delivery.messages.is_empty()
+                    && delivery.statuses.is_empty()
+                    && delivery.opt_outs.is_empty(),
+                "an unreadable body gave messages, statuses or opt-outs",
             )?;
             ensure(
                 delivery.unprocessed.len() == 1
@@ -33,11 +45,24 @@ pub fn check_delivery(body: &[u8], delivery: &Delivery) -> Result<(), String> {
                 "an unreadable body is one unprocessed event",
             )?;
         }
-        Ok(payload) => ensure(
-            delivery.messages.len() + delivery.statuses.len() + delivery.unprocessed.len()
-                == events(&payload).len(),
-            "every event lands in exactly one list",
-        )?,
+        Ok(mut payload) => {
+            let set_apart = set_apart_other_numbers(&mut payload, OUR_NUMBER);
+            ensure(
+                delivery.messages.len()
+                    + delivery.statuses.len()
+                    + delivery.opt_outs.len()
+                    + delivery.unprocessed.len()
+                    == events(&payload).len() + set_apart.len(),
+                "every event lands in exactly one list",
+            )?;
+            ensure(
+                names_our_number(body)
+                    || (delivery.messages.is_empty()
+                        && delivery.statuses.is_empty()
+                        && delivery.opt_outs.is_empty()),
+                "a delivery naming only other numbers gave messages, statuses or opt-outs",
+            )?;
+        }
     }
     for message in &delivery.messages {
         let stored = CustomerKey::try_from(message.customer_key.as_str().to_owned());
@@ -64,10 +89,14 @@ pub fn check_form(
     match read {
         Ok(form) => {
             ensure(accepted_type, "a form read under another content type")?;
+            let name = form.name.as_str();
             ensure(
-                !form.name.as_str().is_empty()
-                    && form.name.as_str().chars().count() <= MAX_NAME_CHARS,
+                !name.is_empty() && name.chars().count() <= MAX_NAME_CHARS,
                 "a name out of bounds",
+            )?;
+            ensure(
+                name.trim() == name && !name.chars().any(char::is_control),
+                "a name untrimmed or with control characters",
             )?;
             ensure(
                 form.fields.len() <= MAX_EXTRA_FIELDS,
@@ -101,6 +130,17 @@ pub fn check_form(
         }
     }
     Ok(())
+}
+
+/// Whether some change of the body, read as plain JSON, says it is about our number.
+fn names_our_number(body: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let entries = value["entry"].as_array().into_iter().flatten();
+    entries
+        .flat_map(|entry| entry["changes"].as_array().into_iter().flatten())
+        .any(|change| change["value"]["metadata"]["phone_number_id"] == OUR_NUMBER)
 }
 
 fn ensure(holds: bool, what: &str) -> Result<(), String> {

@@ -101,14 +101,15 @@ select results_eq(
   $$values ('Nicolás Pérez', '+5491122334455', '5491122334455', 'Nico')$$,
   'a form on an existing session sets name and phone and keeps the WhatsApp fields');
 
--- A second lead (new key) for the same customer is a new submission and renames them.
+-- A second lead (new key) for the same customer is a new submission; within the cooldown of the
+-- first (see 13_outreach_rules) it is skipped and does not rename them.
 insert into res values ('second', public.record_form_submission(
   'idem-ar-0002', '541122334455', '+5491122334455', 'Nicolás A. Pérez', true));
 select ok((select (r->>'is_new')::boolean and r->>'submission_id' <> (select r->>'submission_id' from res where step = 'ar')
            from res where step = 'second'),
   'a new key for the same customer is a new submission');
-select is((select name from public.chat_sessions where customer_key = '541122334455'), 'Nicolás A. Pérez',
-  'the newest submission''s name is the session''s name');
+select is((select name from public.chat_sessions where customer_key = '541122334455'), 'Nicolás Pérez',
+  'a second submission within the cooldown does not rename the customer');
 
 reset role;
 select * from finish();

@@ -140,3 +140,64 @@ async fn opting_out_is_confirmed_once_then_silence_until_opting_in() {
     assert!(texts[1].contains("Bienvenido de vuelta"));
     assert_eq!(texts[2], "Recibido: quiero cotizar");
 }
+
+/// The form was accepted, then, before its job ran, the customer opted out (or a person took
+/// over): the job contacts nobody and records why.
+#[tokio::test]
+async fn a_customer_who_opted_out_or_was_taken_over_after_the_form_is_not_contacted() {
+    use sandbox::retell_standin::RetellOperation::CreateChat;
+    use shared::domain::OutcomeReason;
+    use shared::engine::StartOutcome;
+
+    for (change, reason) in [
+        (
+            "update chat_sessions set opted_out_at = now() where customer_key = $1",
+            OutcomeReason::OptedOut,
+        ),
+        (
+            "update chat_sessions set paused_until = now() + interval '1 hour' where customer_key = $1",
+            OutcomeReason::Paused,
+        ),
+    ] {
+        let bridge = Bridge::new();
+        let submission = bridge.submit_form("Renata").await;
+        assert_eq!(
+            bridge
+                .db_value("select status from form_submissions where customer_key = $1")
+                .await,
+            "queued",
+            "sanity: the form was accepted"
+        );
+        bridge.db_execute(change).await;
+        let engine = bridge.engine();
+        assert_eq!(
+            engine.start_conversation(submission).await.unwrap(),
+            StartOutcome::NotContacted(Some(reason)),
+            "{reason}"
+        );
+        assert!(
+            bridge.retell.requests(CreateChat).is_empty(),
+            "{reason}: no chat"
+        );
+        assert!(
+            bridge.retell.requests(CreateChatCompletion).is_empty(),
+            "{reason}: no Retell call"
+        );
+        assert!(bridge.whatsapp_sent().is_empty(), "{reason}: no template");
+        assert_eq!(
+            bridge
+                .db_value(
+                    "select status || ': ' || outcome_reason from form_submissions \
+                     where customer_key = $1"
+                )
+                .await,
+            format!("skipped: {reason}")
+        );
+        // The job again (a redelivery): still nobody contacted.
+        assert_eq!(
+            engine.start_conversation(submission).await.unwrap(),
+            StartOutcome::NotContacted(Some(reason))
+        );
+        assert!(bridge.whatsapp_sent().is_empty());
+    }
+}

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sandbox::{GraphStandIn, LocalStack, RetellStandIn};
 use shared::domain::{
     CountryId, CustomerKey, CustomerName, FormSubmission, IdempotencyKey, InboundMessage,
-    MessageId, PhoneNumber, SubmissionId,
+    MessageId, OutreachLimits, PhoneNumber, SubmissionId,
 };
 use shared::store::{PostgrestStore, SessionStore};
 
@@ -64,7 +64,7 @@ impl Bridge {
             fields: BTreeMap::from([("producto".to_owned(), "seguro de auto".to_owned())]),
         };
         self.store()
-            .record_form_submission(&submission)
+            .record_form_submission(&submission, OutreachLimits::DEFAULT)
             .await
             .unwrap()
             .submission_id

@@ -1,11 +1,14 @@
 //! The SAM template and the code agree on configuration: each function gets every variable it
 //! requires, sets none it does not read, and whatever it reads that the template leaves out is
-//! documented as optional in `.env.example`.
+//! documented as optional in `.env.example`. Secrets are in no function's environment: each reads
+//! them from the one secret the template names (`BRIDGE_SECRET_ID`), which its role may read and
+//! no other, taking the keys its configuration reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml::Value;
 use shared::config::{ConfigError, Env};
+use shared::secrets::{SECRET_ID_VARIABLE, SECRET_VARIABLES};
 
 const TEMPLATE: &str = include_str!("../../../template.yaml");
 const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
@@ -23,17 +26,15 @@ fn sample(name: &str) -> Option<&'static str> {
         "RETELL_AGENT_ID" => "agent_sample",
         "RETELL_AGENT_VERSION" => "1",
         "RETELL_BASE_URL" => "https://api.retellai.com",
-        "WHATSAPP_ACCESS_TOKEN"
-        | "WHATSAPP_APP_SECRET"
-        | "WHATSAPP_VERIFY_TOKEN"
-        | "FORM_SHARED_SECRET" => "secret",
+        "WHATSAPP_ACCESS_TOKEN" | "WHATSAPP_APP_SECRET" | "WHATSAPP_VERIFY_TOKEN" => "secret",
+        "FORM_SHARED_SECRET" => "a-form-secret-of-at-least-32-characters",
         "WHATSAPP_PHONE_NUMBER_ID" => "106540352242922",
         "WHATSAPP_GRAPH_URL" => "https://graph.facebook.com",
         "WHATSAPP_API_VERSION" => "v23.0",
         "WHATSAPP_TEMPLATE_NAME" => "primer_contacto",
         "WHATSAPP_TEMPLATE_LANGUAGE" => "es_MX",
         "FORM_DEFAULT_COUNTRY" => "MX",
-        "FORM_ALLOWED_ORIGINS" => "https://www.example.com",
+        "FORM_FIELDS" => "producto,utm_source",
         "FORM_MAX_BODY_BYTES" => "65536",
         "TURN_QUEUE_URL" => "https://sqs.us-east-1.amazonaws.com/123456789012/turns.fifo",
         "SQS_ENDPOINT_URL" => "http://127.0.0.1:5000",
@@ -45,6 +46,8 @@ fn sample(name: &str) -> Option<&'static str> {
         "FIRST_CONTACT_COMPLETION" => "empty",
         "TURN_LEASE_SECONDS" => "300",
         "CARRY_OVER_MESSAGES" => "10",
+        "OUTREACH_COOLDOWN_HOURS" => "24",
+        "OUTREACH_DAILY_LIMIT" => "500",
         "RUST_LOG" | "AWS_LAMBDA_LOG_LEVEL" => "info",
         _ => return None,
     })
@@ -90,12 +93,30 @@ fn template_environments() -> BTreeMap<String, BTreeSet<String>> {
     functions
 }
 
-/// Runs a function's configuration on exactly the template's variables.
-fn check(function: &str, configure: fn(&Env) -> Result<(), ConfigError>) {
+/// Runs a function's configuration on exactly the template's variables and the keys it takes
+/// from the secret (`secrets`, its `SECRETS`).
+fn check(function: &str, secrets: &[&str], configure: fn(&Env) -> Result<(), ConfigError>) {
     let environments = template_environments();
-    let variables = environments
+    let mut variables = environments
         .get(function)
-        .unwrap_or_else(|| panic!("template.yaml has no {function}"));
+        .unwrap_or_else(|| panic!("template.yaml has no {function}"))
+        .clone();
+    assert!(
+        variables.remove(SECRET_ID_VARIABLE),
+        "{function}: the template gives it no {SECRET_ID_VARIABLE}"
+    );
+    for secret in secrets {
+        assert!(
+            SECRET_VARIABLES.contains(secret),
+            "{function}: takes {secret} from the secret, which holds no such key"
+        );
+        assert!(
+            !variables.contains(*secret),
+            "{function}: the template puts the secret {secret} in its environment"
+        );
+    }
+    let from_secret: BTreeSet<String> = secrets.iter().map(|s| (*s).to_owned()).collect();
+    let variables: &BTreeSet<String> = &variables.union(&from_secret).cloned().collect();
     let pairs: Vec<(&str, &str)> = variables
         .iter()
         .map(|name| {
@@ -128,25 +149,101 @@ fn check(function: &str, configure: fn(&Env) -> Result<(), ConfigError>) {
         undocumented.is_empty(),
         "{function}: reads {undocumented:?}, neither set by the template nor in .env.example"
     );
+    let secrets_read: BTreeSet<&str> = read
+        .iter()
+        .map(String::as_str)
+        .filter(|name| SECRET_VARIABLES.contains(name))
+        .collect();
+    assert_eq!(
+        secrets_read,
+        secrets.iter().copied().collect(),
+        "{function}: its SECRETS are not the secrets its configuration reads"
+    );
 }
 
 #[test]
 fn whatsapp_inbound_and_the_template_agree() {
-    check("whatsapp-inbound", |env| {
+    check("whatsapp-inbound", whatsapp_inbound::SECRETS, |env| {
         whatsapp_inbound::Config::from_env(env).map(drop)
     });
 }
 
 #[test]
 fn form_intake_and_the_template_agree() {
-    check("form-intake", |env| {
+    check("form-intake", form_intake::SECRETS, |env| {
         form_intake::Config::from_env(env).map(drop)
     });
 }
 
 #[test]
 fn the_conversation_worker_and_the_template_agree() {
-    check("conversation-worker", |env| {
+    check("conversation-worker", conversation_worker::SECRETS, |env| {
         conversation_worker::Config::from_env(env).map(drop)
     });
+}
+
+/// The functions' roles: every statement about Secrets Manager (in each function's `Policies`)
+/// allows only `GetSecretValue`, on the one secret `SecretName` names.
+#[test]
+fn no_secret_is_resolved_into_an_environment_and_each_role_reads_the_one_secret() {
+    assert!(
+        !TEMPLATE.contains("resolve:secretsmanager"),
+        "template.yaml resolves a secret at deploy time"
+    );
+    let template: Value = serde_yaml::from_str(TEMPLATE).expect("template.yaml is YAML");
+    for (function, variables) in template_environments() {
+        let leaked: Vec<_> = variables
+            .iter()
+            .filter(|name| SECRET_VARIABLES.contains(&name.as_str()))
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "{function}: {leaked:?} in its environment"
+        );
+    }
+    let secret_arn = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretName}-??????";
+    // serde_yaml reads `!Ref SecretName` as a tagged value.
+    let secret_id =
+        &template["Globals"]["Function"]["Environment"]["Variables"][SECRET_ID_VARIABLE];
+    assert!(
+        matches!(secret_id, Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some("SecretName")),
+        "every function reads the secret SecretName names: {secret_id:?}"
+    );
+    let mut functions = 0;
+    for (name, resource) in template["Resources"].as_mapping().expect("Resources") {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        functions += 1;
+        let name = name.as_str().unwrap();
+        let text = serde_yaml::to_string(&resource["Properties"]["Policies"]).unwrap();
+        let policies: Vec<Value> =
+            serde_yaml::from_value(resource["Properties"]["Policies"].clone()).unwrap_or_default();
+        let mut grants = 0;
+        for policy in &policies {
+            for statement in policy["Statement"].as_sequence().into_iter().flatten() {
+                let statement_text = serde_yaml::to_string(statement).unwrap();
+                if !statement_text.contains("secretsmanager") {
+                    continue;
+                }
+                assert_eq!(
+                    statement["Action"].as_str(),
+                    Some("secretsmanager:GetSecretValue"),
+                    "{name}: {statement_text}"
+                );
+                let resource = match &statement["Resource"] {
+                    Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str(),
+                    _ => None,
+                };
+                assert_eq!(resource, Some(secret_arn), "{name}: {statement_text}");
+                grants += 1;
+            }
+        }
+        assert_eq!(grants, 1, "{name}: one grant on the secret, in {text}");
+        assert!(
+            !text.contains("SecretsManagerReadWrite") && !text.contains("AWSSecretsManager"),
+            "{name}: a broader managed policy: {text}"
+        );
+    }
+    assert_eq!(functions, 3);
 }

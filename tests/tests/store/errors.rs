@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sandbox::{LocalStack, sign_jwt};
 use serde_json::{Value, json};
-use shared::domain::{CountryId, PhoneNumber};
+use shared::domain::{CountryId, OutreachLimits, PhoneNumber};
 use shared::store::{PostgrestStore, SessionStore, StoreError};
 
 use crate::support::{count, form, new_customer, stack};
@@ -114,11 +114,11 @@ async fn an_idempotency_key_reused_for_another_customer_is_a_conflict() {
     let second = PhoneNumber::parse("+52 33 1234 5678", CountryId::MX).unwrap();
     let store = stack().store();
     store
-        .record_form_submission(&form(&first, "Luz", "reused-key"))
+        .record_form_submission(&form(&first, "Luz", "reused-key"), OutreachLimits::DEFAULT)
         .await
         .unwrap();
     let err = store
-        .record_form_submission(&form(&second, "Sol", "reused-key"))
+        .record_form_submission(&form(&second, "Sol", "reused-key"), OutreachLimits::DEFAULT)
         .await
         .unwrap_err();
     assert!(

@@ -1,6 +1,6 @@
 //! A customer is found again under any form of their number, by any client instance.
 
-use shared::domain::{CountryId, CustomerKey, PhoneNumber};
+use shared::domain::{CountryId, CustomerKey, OutreachLimits, PhoneNumber};
 use shared::store::SessionStore;
 
 use crate::support::{at, form, stack, text_from, wamid};
@@ -10,7 +10,10 @@ async fn a_mexican_form_lead_is_found_from_the_521_whatsapp_id_by_a_new_client()
     let phone = PhoneNumber::parse("+52 55 1234 5678", CountryId::MX).unwrap();
     let recorded = stack()
         .store()
-        .record_form_submission(&form(&phone, "Ana López", "mx-lookup"))
+        .record_form_submission(
+            &form(&phone, "Ana López", "mx-lookup"),
+            OutreachLimits::DEFAULT,
+        )
         .await
         .unwrap();
     assert!(recorded.is_new);
@@ -59,7 +62,10 @@ async fn an_argentine_lead_is_found_from_both_549_and_54_ids() {
     );
     stack()
         .store()
-        .record_form_submission(&form(&phone, "Martín", "ar-lookup"))
+        .record_form_submission(
+            &form(&phone, "Martín", "ar-lookup"),
+            OutreachLimits::DEFAULT,
+        )
         .await
         .unwrap();
 

@@ -4,6 +4,7 @@
 mod concurrency;
 mod errors;
 mod lookup;
+mod outreach;
 mod privileges;
 mod steps;
 mod support;

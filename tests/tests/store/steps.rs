@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use shared::domain::{
-    ChatId, ChatStatus, CountryId, DeliveryStatus, DeliveryUpdate, OutboundMessage, PhoneNumber,
-    SubmissionStatus, TurnClaim,
+    ChatId, ChatStatus, CountryId, DeliveryStatus, DeliveryUpdate, OutboundMessage, OutreachLimits,
+    PhoneNumber, SubmissionStatus, TurnClaim,
 };
 use shared::store::SessionStore;
 
@@ -18,12 +18,18 @@ async fn a_conversation_goes_from_form_to_answered_turn_to_delivery() {
     let submission = form(&phone, "Rosa", "steps");
     let customer = submission.customer_key.clone();
 
-    let recorded = store.record_form_submission(&submission).await.unwrap();
+    let recorded = store
+        .record_form_submission(&submission, OutreachLimits::DEFAULT)
+        .await
+        .unwrap();
     assert_eq!(
         (recorded.is_new, recorded.status),
         (true, SubmissionStatus::Queued)
     );
-    let again = store.record_form_submission(&submission).await.unwrap();
+    let again = store
+        .record_form_submission(&submission, OutreachLimits::DEFAULT)
+        .await
+        .unwrap();
     assert_eq!(
         (again.is_new, again.submission_id),
         (false, recorded.submission_id),

@@ -320,3 +320,183 @@ async fn when_the_store_is_down_meta_is_told_to_retry_and_nothing_is_lost() {
     );
     assert_eq!(queue.jobs.lock().unwrap().len(), 1);
 }
+
+/// A delivery of one change of `field` about business number `phone_number_id`.
+fn change_delivery(field: &str, phone_number_id: &str, value: Value) -> String {
+    let mut value = value;
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] =
+        json!({ "display_phone_number": "15550783881", "phone_number_id": phone_number_id });
+    json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398",
+        "changes": [{ "field": field, "value": value }] }] })
+    .to_string()
+}
+
+/// Meta's `user_preferences` change: `wa_id` stopped (or resumed) marketing messages.
+fn preference_delivery(phone_number_id: &str, wa_id: &str, preference: &str) -> String {
+    change_delivery(
+        "user_preferences",
+        phone_number_id,
+        json!({
+            "contacts": [{ "profile": { "name": "Lupita" }, "wa_id": wa_id }],
+            "user_preferences": [{ "wa_id": wa_id, "category": "marketing_messages",
+                "value": preference, "detail": format!("User requested to {preference} marketing messages"),
+                "timestamp": chrono::Utc::now().timestamp() }]
+        }),
+    )
+}
+
+async fn delivery_status(stack: &LocalStack, wamid: &str) -> String {
+    let db = stack.database().await.unwrap();
+    db.query_one(
+        "select delivery_status from whatsapp_messages where wamid = $1",
+        &[&wamid],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+async fn opted_out(stack: &LocalStack, customer: &CustomerKey) -> Option<bool> {
+    let db = stack.database().await.unwrap();
+    db.query_opt(
+        "select opted_out_at is not null from chat_sessions where customer_key = $1::text",
+        &[&customer.as_str()],
+    )
+    .await
+    .unwrap()
+    .map(|row| row.get(0))
+}
+
+#[tokio::test]
+async fn a_delivery_for_another_number_is_kept_as_ignored_and_changes_nothing_of_ours() {
+    let stack = LocalStack::shared();
+    let queue = RecordingQueue::default();
+    let webhook = webhook(stack, &queue);
+    let other = "987654321098765";
+
+    // A reply we sent, WhatsApp says `sent`.
+    let ours = wa_id();
+    let customer = CustomerKey::from_whatsapp_id(&ours).unwrap();
+    let sent = unique("wamid.out");
+    let db = stack.database().await.unwrap();
+    db.execute(
+        "insert into chat_sessions (customer_key, wa_id) values ($1::text, $2)",
+        &[&customer.as_str(), &ours],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "insert into whatsapp_messages (wamid, customer_key, direction, message_type, body, sent_at, delivery_status)
+         values ($1, $2::text, 'outbound', 'text', '¡Hola!', now(), 'sent')",
+        &[&sent, &customer.as_str()],
+    )
+    .await
+    .unwrap();
+
+    // Another number of the same app: a message to it and a status with our wamid.
+    let inbound = unique("wamid.other");
+    let body = change_delivery(
+        "messages",
+        other,
+        json!({
+            "contacts": [{ "profile": { "name": "Lupita" }, "wa_id": ours }],
+            "messages": [{ "from": ours, "id": inbound, "timestamp": chrono::Utc::now().timestamp().to_string(),
+                           "type": "text", "text": { "body": "hola" } }],
+            "statuses": [{ "id": sent, "status": "read", "timestamp": chrono::Utc::now().timestamp().to_string(),
+                           "recipient_id": ours }]
+        }),
+    );
+    assert_eq!(
+        respond(&webhook, signed(&body)).await,
+        (200, "EVENT_RECEIVED".to_owned())
+    );
+    assert!(queue.jobs.lock().unwrap().is_empty(), "no turn queued");
+    assert_eq!(
+        count(
+            stack,
+            "select count(*) from whatsapp_messages where wamid = $1",
+            &inbound
+        )
+        .await,
+        0,
+        "its message is not one of ours to answer"
+    );
+    assert_eq!(
+        delivery_status(stack, &sent).await,
+        "sent",
+        "its status is not applied"
+    );
+    assert_eq!(
+        count(
+            stack,
+            "select count(*) from unprocessed_webhook_events
+             where reason like '%\"987654321098765\"%' and payload::text like '%' || $1 || '%'",
+            &inbound,
+        )
+        .await,
+        1,
+        "kept as ignored, whole, the reason naming the other number"
+    );
+    // A stop for the other number opts nobody out.
+    let body = preference_delivery(other, &ours, "stop");
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    assert_eq!(opted_out(stack, &customer).await, Some(false));
+
+    // The same status for our number is applied: the number was all that kept it out.
+    let body = change_delivery(
+        "messages",
+        sandbox::graph_standin::PHONE_NUMBER_ID,
+        json!({ "statuses": [{ "id": sent, "status": "read",
+                               "timestamp": chrono::Utc::now().timestamp().to_string(), "recipient_id": ours }] }),
+    );
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    assert_eq!(delivery_status(stack, &sent).await, "read");
+}
+
+#[tokio::test]
+async fn a_stop_of_marketing_messages_in_whatsapp_opts_the_customer_out() {
+    let stack = LocalStack::shared();
+    let queue = RecordingQueue::default();
+    let webhook = webhook(stack, &queue);
+    let ours = sandbox::graph_standin::PHONE_NUMBER_ID;
+
+    // A customer who wrote to us, and one we never met.
+    let (known, stranger) = (wa_id(), wa_id());
+    let body = text_payload(&[(&known, &unique("wamid.pref"), "hola")]);
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    assert_eq!(queue.jobs.lock().unwrap().len(), 1);
+    let known_key = CustomerKey::from_whatsapp_id(&known).unwrap();
+    let stranger_key = CustomerKey::from_whatsapp_id(&stranger).unwrap();
+    assert_eq!(opted_out(stack, &known_key).await, Some(false));
+
+    for wa_id in [&known, &stranger] {
+        let body = preference_delivery(ours, wa_id, "stop");
+        assert_eq!(
+            respond(&webhook, signed(&body)).await,
+            (200, "EVENT_RECEIVED".to_owned())
+        );
+        // Meta delivers it again: nothing changes.
+        assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    }
+    assert_eq!(
+        opted_out(stack, &known_key).await,
+        Some(true),
+        "opted out like an opt-out word"
+    );
+    assert_eq!(
+        opted_out(stack, &stranger_key).await,
+        Some(true),
+        "a session holds the opt-out"
+    );
+    assert_eq!(
+        queue.jobs.lock().unwrap().len(),
+        1,
+        "an opt-out queues no turn: no reply"
+    );
+
+    // Resuming marketing messages clears nothing: opting back in is the customer's own words.
+    let body = preference_delivery(ours, &known, "resume");
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    assert_eq!(opted_out(stack, &known_key).await, Some(true));
+}

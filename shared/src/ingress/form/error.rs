@@ -4,7 +4,7 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::{ALLOWED_METHODS, AuthError, MAX_EXTRA_FIELDS};
+use super::{ALLOWED_METHODS, AuthError};
 use crate::domain::{ExtraFieldError, FieldName, NameError};
 use crate::ingress::DoorError;
 use crate::queue::QueueError;
@@ -19,8 +19,6 @@ const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("5");
 pub enum FormError {
     #[error("{0} is not allowed here: POST the form")]
     MethodNotAllowed(Method),
-    #[error("this origin may not post the form (see FORM_ALLOWED_ORIGINS)")]
-    OriginNotAllowed,
     #[error("the form is {size} bytes; at most {limit} are accepted")]
     PayloadTooLarge { size: usize, limit: usize },
     #[error(transparent)]
@@ -40,8 +38,6 @@ pub enum FormError {
     },
     #[error("{message}")]
     InvalidField { field: String, message: String },
-    #[error("at most {MAX_EXTRA_FIELDS} fields besides name, phone and consent, got {0}")]
-    TooManyFields(usize),
     /// The key was recorded for another customer; `from_header` when the caller chose it.
     #[error(
         "this Idempotency-Key was used for another submission; send a new key for a new submission"
@@ -118,12 +114,11 @@ impl DoorError for FormError {
     fn status(&self) -> StatusCode {
         match self {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidIdempotencyKey | Self::MalformedBody(_) => StatusCode::BAD_REQUEST,
-            Self::MissingField { .. } | Self::InvalidField { .. } | Self::TooManyFields(_) => {
+            Self::MissingField { .. } | Self::InvalidField { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::IdempotencyKeyReused { .. } => StatusCode::CONFLICT,
@@ -135,7 +130,6 @@ impl DoorError for FormError {
     fn code(&self) -> &'static str {
         match self {
             Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::OriginNotAllowed => "origin_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unauthorized(_) => "unauthorized",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -143,7 +137,6 @@ impl DoorError for FormError {
             Self::MalformedBody(_) => "malformed_body",
             Self::MissingField { .. } => "missing_field",
             Self::InvalidField { .. } => "invalid_field",
-            Self::TooManyFields(_) => "too_many_fields",
             Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
@@ -197,14 +190,22 @@ mod tests {
                 err(405, "method_not_allowed", None),
             ),
             (
-                FormError::OriginNotAllowed,
-                err(403, "origin_not_allowed", None),
-            ),
-            (
                 FormError::PayloadTooLarge { size: 2, limit: 1 },
                 err(413, "payload_too_large", None),
             ),
             (AuthError::Missing.into(), err(401, "unauthorized", None)),
+            (
+                AuthError::MalformedSignature.into(),
+                err(401, "unauthorized", None),
+            ),
+            (
+                AuthError::Stale { seconds: 301 }.into(),
+                err(401, "unauthorized", None),
+            ),
+            (
+                AuthError::FromTheFuture { seconds: 301 }.into(),
+                err(401, "unauthorized", None),
+            ),
             (
                 FormError::UnsupportedMediaType("x".into()),
                 err(415, "unsupported_media_type", None),
@@ -226,12 +227,16 @@ mod tests {
                 err(422, "invalid_field", Some("name")),
             ),
             (
-                ExtraFieldError::Reserved("customer_name".into()).into(),
-                err(422, "invalid_field", Some("customer_name")),
+                NameError::Link.into(),
+                err(422, "invalid_field", Some("name")),
             ),
             (
-                FormError::TooManyFields(21),
-                err(422, "too_many_fields", None),
+                NameError::PhoneNumber.into(),
+                err(422, "invalid_field", Some("name")),
+            ),
+            (
+                ExtraFieldError::Reserved("customer_name".into()).into(),
+                err(422, "invalid_field", Some("customer_name")),
             ),
             (
                 FormError::IdempotencyKeyReused { from_header: true },
@@ -265,7 +270,7 @@ mod tests {
                 assert!(!response.body().contains(internal), "{}", response.body());
             }
             let extra = match error {
-                FormError::MethodNotAllowed(_) => Some((header::ALLOW, "POST, OPTIONS")),
+                FormError::MethodNotAllowed(_) => Some((header::ALLOW, "POST")),
                 FormError::Unauthorized(_) => Some((header::WWW_AUTHENTICATE, "Bearer")),
                 FormError::Unavailable(_) => Some((header::RETRY_AFTER, "5")),
                 _ => None,

@@ -5,16 +5,18 @@ use serde_json::Value;
 
 use super::FormError;
 use super::fields::ValidForm;
-use crate::domain::{CountryId, FieldName};
+use crate::domain::{AllowedFields, CountryId};
 
 /// The content type, the body's syntax and the fields, checked as `POST /form` checks them
-/// (without the credentials and the `Idempotency-Key`): the form, or why it is refused.
+/// (without the credentials and the `Idempotency-Key`): the form, with only the extra fields
+/// `allowed` names, or why it is refused.
 pub fn read_form(
     content_type: Option<&str>,
     body: &[u8],
     default_country: CountryId,
+    allowed: &AllowedFields,
 ) -> Result<ValidForm, FormError> {
-    Encoding::of(content_type)?.read(body, default_country)
+    Encoding::of(content_type)?.read(body, default_country, allowed)
 }
 
 /// How the body is encoded.
@@ -63,12 +65,18 @@ impl Encoding {
     }
 
     /// The body's syntax, then its fields.
-    pub(super) fn read(self, body: &[u8], country: CountryId) -> Result<ValidForm, FormError> {
+    pub(super) fn read(
+        self,
+        body: &[u8],
+        country: CountryId,
+        allowed: &AllowedFields,
+    ) -> Result<ValidForm, FormError> {
         let input = self.parse(body)?;
-        ValidForm::from_input(input, country, self)
+        ValidForm::from_input(input, country, self, allowed)
     }
 
-    /// The body's fields, in order, before validation.
+    /// The body's fields, in order, before validation. A urlencoded body may repeat a field;
+    /// [`ValidForm::from_input`] refuses a repeat of one it keeps.
     fn parse(self, body: &[u8]) -> Result<Vec<(String, Input)>, FormError> {
         let malformed = |message: &str| FormError::MalformedBody(message.to_owned());
         match self {
@@ -91,13 +99,6 @@ impl Encoding {
                 for (name, value) in url::form_urlencoded::parse(text.as_bytes()) {
                     if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
                         return Err(malformed("the body's percent-encoded bytes are not UTF-8"));
-                    }
-                    if fields.iter().any(|(seen, _)| *seen == name) {
-                        let shown = FieldName::shown(&name);
-                        return Err(FormError::invalid(
-                            &name,
-                            format!("{shown} is given more than once"),
-                        ));
                     }
                     fields.push((name.into_owned(), Input::Text(value.into_owned())));
                 }
@@ -132,7 +133,7 @@ impl Input {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::refusal;
+    use super::super::testing::{allowed, refusal};
     use super::*;
 
     #[test]
@@ -160,7 +161,7 @@ mod tests {
             Some("application/jsonx"),
             Some("application/json; charset=latin1"),
         ] {
-            let error = read_form(content_type, b"{}", CountryId::MX).unwrap_err();
+            let error = read_form(content_type, b"{}", CountryId::MX, &allowed()).unwrap_err();
             assert_eq!(
                 refusal(&error),
                 (415, "unsupported_media_type".into(), None),
@@ -179,7 +180,8 @@ mod tests {
             b"null",
             b"{\"name\": \"\xff\"}",
         ] {
-            let error = read_form(Some("application/json"), body, CountryId::MX).unwrap_err();
+            let error =
+                read_form(Some("application/json"), body, CountryId::MX, &allowed()).unwrap_err();
             assert_eq!(
                 refusal(&error),
                 (400, "malformed_body".into(), None),
@@ -195,6 +197,7 @@ mod tests {
                 Some("application/x-www-form-urlencoded"),
                 body,
                 CountryId::MX,
+                &allowed(),
             )
             .unwrap_err();
             assert_eq!(
@@ -207,13 +210,34 @@ mod tests {
     }
 
     #[test]
-    fn a_field_repeated_in_a_urlencoded_form_is_named() {
-        let body = b"name=Ana&phone=5512345678&consent=on&color=rojo&color=azul";
-        let error = Encoding::UrlEncoded.parse(body).unwrap_err();
-        assert_eq!(
-            refusal(&error),
-            (422, "invalid_field".into(), Some("color".into()))
-        );
+    fn a_field_repeated_in_a_urlencoded_form_is_named_if_it_is_kept() {
+        let read = |body: &str| {
+            read_form(
+                Some("application/x-www-form-urlencoded"),
+                body.as_bytes(),
+                CountryId::MX,
+                &allowed(),
+            )
+            .map_err(|error| refusal(&error))
+        };
+        for (body, field) in [
+            (
+                "name=Ana&phone=5512345678&consent=on&ciudad=Puebla&ciudad=Toluca",
+                "ciudad",
+            ),
+            ("name=Ana&phone=5512345678&consent=on&name=Beto", "name"),
+            ("name=Ana&phone=5512345678&consent=on&consent=on", "consent"),
+        ] {
+            assert_eq!(
+                read(body).unwrap_err(),
+                (422, "invalid_field".into(), Some(field.into())),
+                "{body}"
+            );
+        }
+        // A field the agent does not get may come any number of times (checkboxes).
+        let body = "name=Ana&phone=5512345678&consent=on&color=rojo&color=azul&ciudad=Puebla";
+        let form = read(body).unwrap();
+        assert_eq!(form.fields.keys().collect::<Vec<_>>(), ["ciudad"]);
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! An accepted form, once: its idempotency key (the caller's `Idempotency-Key`, or one derived
-//! from what was submitted), recorded, its conversation queued, and the 202.
+//! from what was submitted), recorded with the store's decision on its outreach, its
+//! conversation queued when the customer may be contacted, and the 202.
+//!
+//! The store decides atomically (see `record_form_submission`): a customer who opted out or
+//! whom a person has taken over is skipped, so is one whose conversation is live (within the
+//! cooldown), and past the day's limit forms are held. The answer is the same for every
+//! outcome, so that the form cannot tell anyone who opted out; the outcome is in
+//! `form_submissions` for staff. A held form is an ERROR line and an `OutreachHeld` metric.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,9 +21,16 @@ use crate::domain::{CustomerKey, FormSubmission, IdempotencyKey, SubmissionStatu
 use crate::ingress::{Response, json_response};
 use crate::queue::{QueueError, TurnJob, TurnQueue};
 use crate::store::{SessionStore, StoreError};
+use crate::telemetry;
 
 /// The header a caller names its submission with: the same key is the same submission.
 pub const IDEMPOTENCY_KEY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The status every accepted form is answered with, whatever its outreach's outcome.
+pub const ANSWERED_STATUS: &str = "accepted";
+
+/// The metric (in [`telemetry::METRIC_NAMESPACE`]) counting forms held by the daily limit.
+pub const OUTREACH_HELD_METRIC: &str = "OutreachHeld";
 
 /// Submissions of the same form within one such period (aligned to the clock) are one
 /// submission, when the caller sends no `Idempotency-Key`.
@@ -66,11 +80,13 @@ pub fn derived_idempotency_key(
 
 impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
     /// Records the form once per idempotency key and queues its conversation while it is
-    /// still queued; answers 202 with the submission's id and status.
+    /// accepted and not started; answers 202 with the submission's id and `accepted`, whatever
+    /// the outcome. Without a client key, the key is derived for the period `at` falls in.
     pub(super) async fn submit(
         &self,
         form: ValidForm,
         client_key: Option<IdempotencyKey>,
+        at: SystemTime,
     ) -> Result<Response, FormError> {
         let span = tracing::Span::current();
         let customer_key = CustomerKey::from_phone(&form.phone);
@@ -81,7 +97,6 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
             "derived"
         };
         let idempotency_key = client_key.unwrap_or_else(|| {
-            let at = (self.clock)();
             derived_idempotency_key(&customer_key, form.name.as_str(), &form.fields, at)
         });
         let submission = FormSubmission {
@@ -93,7 +108,7 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
         };
         let recorded = self
             .store
-            .record_form_submission(&submission)
+            .record_form_submission(&submission, self.config.outreach_limits())
             .await
             .map_err(|error| match error {
                 StoreError::Conflict(_) => FormError::IdempotencyKeyReused {
@@ -104,9 +119,10 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
             })?;
         let submission_id = recorded.submission_id;
         span.record("submission_id", tracing::field::display(submission_id));
-        // A submission still queued may be one whose job never reached the queue (an earlier
-        // enqueue failed): queue it again. The queue drops a repeat of the same id.
-        if recorded.is_new || recorded.status == SubmissionStatus::Queued {
+        // Only an accepted outreach is queued. One still queued may be one whose job never
+        // reached the queue (an earlier enqueue failed): queue it again. The queue drops a
+        // repeat of the same id.
+        if recorded.status == SubmissionStatus::Queued {
             let job = TurnJob::StartConversation {
                 customer_key,
                 submission_id,
@@ -120,22 +136,41 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
                 })?;
         }
         let status = status_name(recorded.status);
+        let outcome_reason = recorded.outcome_reason.map(|reason| reason.as_str());
         tracing::info!(
             is_new = recorded.is_new,
             status,
+            outcome_reason,
             key_source,
             "form submission accepted"
         );
-        let answer = serde_json::json!({ "submission_id": submission_id, "status": status });
+        if recorded.is_new && recorded.status == SubmissionStatus::Held {
+            let daily_limit = self.config.outreach_daily_limit;
+            tracing::error!(
+                daily_limit,
+                "a form's outreach was held: the day's limit of outreaches is reached, the \
+                 customer was not contacted (raise OUTREACH_DAILY_LIMIT, or contact them by hand)"
+            );
+            telemetry::emit_metric(
+                OUTREACH_HELD_METRIC,
+                1.0,
+                "a form's outreach was held by the daily limit",
+            );
+        }
+        let answer =
+            serde_json::json!({ "submission_id": submission_id, "status": ANSWERED_STATUS });
         Ok(json_response(StatusCode::ACCEPTED, &answer))
     }
 }
 
+/// The submission's status as stored, for the log.
 fn status_name(status: SubmissionStatus) -> &'static str {
     match status {
         SubmissionStatus::Queued => "queued",
         SubmissionStatus::Started => "started",
         SubmissionStatus::Failed => "failed",
+        SubmissionStatus::Skipped => "skipped",
+        SubmissionStatus::Held => "held",
     }
 }
 
@@ -146,7 +181,8 @@ mod tests {
 
     use super::super::testing::*;
     use super::*;
-    use crate::domain::SubmissionId;
+    use crate::config::FormConfig;
+    use crate::domain::{OutcomeReason, OutreachLimits, SubmissionId};
     use crate::store::PostgrestError;
 
     #[test]
@@ -248,7 +284,7 @@ mod tests {
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0], jobs[1]);
 
-        // Once started, a repeat queues nothing and says so.
+        // Once started (or failed), a repeat queues nothing, and answers as before.
         let id = body(&first)["submission_id"]
             .as_str()
             .unwrap()
@@ -257,15 +293,75 @@ mod tests {
         let id = SubmissionId(id);
         h.store.set_status(id, SubmissionStatus::Started);
         let third = h.json(&valid_json()).await;
-        assert_eq!(body(&third)["status"], "started");
+        assert_eq!(body(&third), body(&first));
         assert_eq!(h.queue.jobs().len(), 2);
         h.store.set_status(id, SubmissionStatus::Failed);
         let fourth = h.json(&valid_json()).await;
         assert_eq!(
-            (fourth.status().as_u16(), body(&fourth)["status"].clone()),
-            (202, json!("failed"))
+            (fourth.status().as_u16(), body(&fourth)),
+            (202, body(&first))
         );
         assert_eq!(h.queue.jobs().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn skipped_and_held_forms_queue_nothing_and_are_answered_as_an_accepted_one() {
+        let h = harness();
+        let accepted = h.json(&valid_json()).await;
+        assert_eq!(h.queue.jobs().len(), 1);
+        let shape = |response: &Response| {
+            let mut answer = body(response);
+            let id = answer["submission_id"].take();
+            assert!(id.as_str().unwrap().parse::<uuid::Uuid>().is_ok(), "{id}");
+            (
+                response.status(),
+                response.headers().clone(),
+                answer,
+                response.body().len(),
+            )
+        };
+        assert_eq!(
+            body(&accepted)["status"],
+            "accepted",
+            "not the stored status"
+        );
+        for (n, (status, reason)) in [
+            (SubmissionStatus::Skipped, OutcomeReason::OptedOut),
+            (SubmissionStatus::Skipped, OutcomeReason::Paused),
+            (SubmissionStatus::Skipped, OutcomeReason::ConversationLive),
+            (SubmissionStatus::Held, OutcomeReason::DailyLimit),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            h.store.decide(Some((status, reason)));
+            let form = with(valid_json(), "producto", json!(format!("otro {n}")));
+            let answer = h.json(&form).await;
+            assert_eq!(shape(&answer), shape(&accepted), "{reason}");
+            // Repeated, too.
+            assert_eq!(shape(&h.json(&form).await), shape(&accepted), "{reason}");
+        }
+        assert_eq!(h.queue.jobs().len(), 1, "only the accepted form was queued");
+    }
+
+    #[tokio::test]
+    async fn the_configured_limits_go_to_the_store() {
+        let h = harness_with(FormConfig {
+            outreach_cooldown: Duration::from_secs(3 * 3600),
+            outreach_daily_limit: 42,
+            ..config()
+        });
+        assert_eq!(h.json(&valid_json()).await.status(), 202);
+        assert_eq!(
+            h.store.limits(),
+            [OutreachLimits {
+                cooldown: Duration::from_secs(3 * 3600),
+                daily_limit: 42
+            }]
+        );
+        let defaults = harness();
+        defaults.json(&valid_json()).await;
+        assert_eq!(defaults.store.limits(), [OutreachLimits::DEFAULT]);
     }
 
     #[tokio::test]

@@ -10,13 +10,15 @@ use serde_json::{Value, json};
 
 use super::{FormError, FormIntake, SIGNATURE_HEADER};
 use crate::config::FormConfig;
-use crate::domain::CountryId;
+use crate::domain::{AllowedFields, CountryId};
 use crate::fakes::{FakeQueue, FakeStore};
 use crate::ingress::{DoorError, Response};
 use crate::signature::hmac_sha256_hex;
 
-pub const SECRET: &str = "form-secret-3f9a";
-pub const ORIGIN: &str = "https://www.example.com";
+pub const SECRET: &str = "form-secret-3f9a-0c5e-4b7d-9a21-e8f6";
+
+/// The extra fields the tests' forms may give the agent.
+pub const FIELDS: &str = "producto,edad,cliente_nuevo,ciudad,comentario,notas,utm_source";
 
 /// The status, error code and field of a refusal.
 pub type Refusal = (u16, String, Option<String>);
@@ -25,9 +27,31 @@ pub fn config() -> FormConfig {
     FormConfig {
         shared_secret: SecretString::from(SECRET),
         default_country: CountryId::MX,
-        allowed_origins: vec![ORIGIN.to_owned(), "http://localhost:8080".to_owned()],
+        fields: allowed(),
         max_body_bytes: FormConfig::DEFAULT_MAX_BODY_BYTES,
+        outreach_cooldown: FormConfig::DEFAULT_OUTREACH_COOLDOWN,
+        outreach_daily_limit: FormConfig::DEFAULT_OUTREACH_DAILY_LIMIT,
     }
+}
+
+pub fn allowed() -> AllowedFields {
+    AllowedFields::parse(FIELDS).expect("valid field names")
+}
+
+/// `X-Form-Signature` of `body` signed with `secret` at `t` (unix seconds).
+pub fn sign_at(secret: &str, t: u64, body: &[u8]) -> String {
+    let signed = [format!("{t}.").as_bytes(), body].concat();
+    format!(
+        "t={t},v1={}",
+        hmac_sha256_hex(secret.as_bytes(), &[signed.as_slice()])
+    )
+}
+
+/// Unix seconds of `time`.
+pub fn unix(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
 }
 
 pub struct Harness {
@@ -85,12 +109,9 @@ impl Harness {
         self.send(post_json(), form.to_string()).await
     }
 
-    /// Posts the form urlencoded, signed.
+    /// Posts the form urlencoded, signed now (at [`noon`]).
     pub async fn urlencoded(&self, form: &str) -> Response {
-        let signature = format!(
-            "sha256={}",
-            hmac_sha256_hex(SECRET.as_bytes(), &[form.as_bytes()])
-        );
+        let signature = sign_at(SECRET, unix(noon()), form.as_bytes());
         let request = post()
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(SIGNATURE_HEADER, signature);

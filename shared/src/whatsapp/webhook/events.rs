@@ -1,32 +1,42 @@
-//! The domain events a payload carries: messages to answer, delivery statuses, errors, and what
-//! the bridge ignores, each kept with its element as Meta sent it.
+//! The domain events a payload carries: messages to answer, delivery statuses, marketing
+//! preferences, errors, and what the bridge ignores, each kept with its element as Meta sent it.
 //!
 //! This file holds the event types and `events()`, the walk over entries and changes that turns
-//! every element into one event; `message.rs` and `status.rs` read the messages and statuses.
+//! every element into one event, and reads the `user_preferences` changes; `message.rs` and
+//! `status.rs` read the messages and statuses.
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::message::message_event;
-use super::payload::{Change, Lenient, MetaError, Phone, WebhookPayload, mask};
+use super::payload::{Change, Lenient, MetaError, Phone, UserPreference, WebhookPayload, mask};
 use super::status::status_event;
-use crate::domain::{DeliveryUpdate, InboundMessage};
+use crate::domain::{CustomerKey, DeliveryUpdate, InboundMessage};
 
 /// The `object` of every WhatsApp Business Account notification.
-const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
+pub const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
 
 /// The change `field` that carries messages, statuses and errors.
-const MESSAGES_FIELD: &str = "messages";
+pub const MESSAGES_FIELD: &str = "messages";
 
-/// What one element of a webhook means to the bridge. Every message, status and error of a
-/// payload yields exactly one event, so nothing is dropped unseen.
+/// The change `field` that says a user stopped or resumed the business's marketing messages.
+pub const USER_PREFERENCES_FIELD: &str = "user_preferences";
+
+/// The only `category` of a user preference Meta documents.
+const MARKETING_MESSAGES: &str = "marketing_messages";
+
+/// What one element of a webhook means to the bridge. Every message, status, user preference
+/// and error of a payload yields exactly one event, so nothing is dropped unseen.
 #[derive(Clone, PartialEq)]
 pub enum WebhookEvent {
     /// A customer's message, to record and answer.
     Message(InboundMessage),
     /// A delivery status of a message the bridge sent.
     Status(StatusEvent),
+    /// A user told WhatsApp to stop or to resume the business's marketing messages.
+    MarketingPreference(PreferenceEvent),
     /// An error Meta reported, or an element that could not be read.
     Error(WebhookError),
     /// Something valid the bridge does not act on, kept for inspection.
@@ -41,6 +51,32 @@ pub struct StatusEvent {
     pub recipient_user_id: Option<String>,
     /// The business number that sent the message.
     pub phone_number_id: Option<String>,
+}
+
+/// A user's marketing message preference (`user_preferences`), and who the user is. `Debug`
+/// masks the user and leaves the raw element out.
+#[derive(Clone, PartialEq)]
+pub struct PreferenceEvent {
+    /// The user, keyed like the sender of a message.
+    pub customer_key: CustomerKey,
+    pub wa_id: Option<Phone>,
+    pub whatsapp_user_id: Option<String>,
+    pub preference: MarketingPreference,
+    /// When WhatsApp sent it, when it said.
+    pub at: Option<DateTime<Utc>>,
+    /// The business number whose marketing messages the user stopped or resumed.
+    pub phone_number_id: Option<String>,
+    /// The element as Meta sent it.
+    pub raw: Value,
+}
+
+/// What the user chose for the business's marketing messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarketingPreference {
+    /// `stop`: no more marketing messages from the business.
+    Stop,
+    /// `resume`: marketing messages are welcome again.
+    Resume,
 }
 
 #[derive(Clone, PartialEq)]
@@ -75,12 +111,29 @@ impl fmt::Debug for WebhookEvent {
                 .field("profile_name", &message.profile_name)
                 .finish_non_exhaustive(),
             Self::Status(status) => f.debug_tuple("Status").field(status).finish(),
+            Self::MarketingPreference(preference) => f
+                .debug_tuple("MarketingPreference")
+                .field(preference)
+                .finish(),
             Self::Error(error) => f.debug_tuple("Error").field(error).finish(),
             Self::Ignored { reason, .. } => f
                 .debug_struct("Ignored")
                 .field("reason", reason)
                 .finish_non_exhaustive(),
         }
+    }
+}
+
+impl fmt::Debug for PreferenceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreferenceEvent")
+            .field("customer_key", &self.customer_key.masked())
+            .field("wa_id", &self.wa_id)
+            .field("whatsapp_user_id", &self.whatsapp_user_id)
+            .field("preference", &self.preference)
+            .field("at", &self.at)
+            .field("phone_number_id", &self.phone_number_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -138,18 +191,26 @@ pub fn events(payload: &WebhookPayload) -> Vec<WebhookEvent> {
     events
 }
 
+/// Whether the bridge reads changes of this `field`.
+fn is_read(field: Option<&str>) -> bool {
+    matches!(field, Some(MESSAGES_FIELD | USER_PREFERENCES_FIELD))
+}
+
 fn change_events(change: &Lenient<Change>, events: &mut Vec<WebhookEvent>) {
     let raw_field = change.raw.get("field").and_then(Value::as_str);
     let parsed = match &change.parsed {
         Ok(parsed) => parsed,
-        Err(reason) if raw_field == Some(MESSAGES_FIELD) => {
+        Err(reason) if is_read(raw_field) => {
             let phone_number_id = change
                 .raw
                 .pointer("/value/metadata/phone_number_id")
                 .and_then(Value::as_str);
             events.push(WebhookEvent::unreadable(
                 phone_number_id,
-                format!("a `messages` change could not be read: {reason}"),
+                format!(
+                    "a `{}` change could not be read: {reason}",
+                    raw_field.unwrap_or_default()
+                ),
                 &change.raw,
             ));
             return;
@@ -160,18 +221,35 @@ fn change_events(change: &Lenient<Change>, events: &mut Vec<WebhookEvent>) {
             return;
         }
     };
-    if parsed.field.as_deref() != Some(MESSAGES_FIELD) {
-        events.push(ignored_field(parsed.field.as_deref(), &change.raw));
+    let field = parsed.field.as_deref();
+    if !is_read(field) {
+        events.push(ignored_field(field, &change.raw));
         return;
     }
     let Some(value) = &parsed.value else {
         events.push(WebhookEvent::unreadable(
             None,
-            "a `messages` change has no value".to_owned(),
+            format!("a `{}` change has no value", field.unwrap_or_default()),
             &change.raw,
         ));
         return;
     };
+    let phone_number_id = value
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.phone_number_id.as_deref());
+    if field == Some(USER_PREFERENCES_FIELD) {
+        if value.user_preferences.is_empty() {
+            events.push(WebhookEvent::Ignored {
+                reason: "a `user_preferences` change with no preferences".to_owned(),
+                raw: change.raw.clone(),
+            });
+        }
+        for preference in &value.user_preferences {
+            events.push(preference_event(preference, phone_number_id));
+        }
+        return;
+    }
     if value.messages.is_empty() && value.statuses.is_empty() && value.errors.is_empty() {
         events.push(WebhookEvent::Ignored {
             reason: "a `messages` change with no messages, statuses or errors".to_owned(),
@@ -179,10 +257,6 @@ fn change_events(change: &Lenient<Change>, events: &mut Vec<WebhookEvent>) {
         });
         return;
     }
-    let phone_number_id = value
-        .metadata
-        .as_ref()
-        .and_then(|metadata| metadata.phone_number_id.as_deref());
     for message in &value.messages {
         events.push(message_event(message, &value.contacts, phone_number_id));
     }
@@ -205,10 +279,82 @@ fn change_events(change: &Lenient<Change>, events: &mut Vec<WebhookEvent>) {
     }
 }
 
+/// One user's marketing message preference: who (like a message's sender: WhatsApp id, else
+/// business-scoped user id), `stop` or `resume`, and when.
+fn preference_event(
+    preference: &Lenient<UserPreference>,
+    phone_number_id: Option<&str>,
+) -> WebhookEvent {
+    let ignored = |reason: String| WebhookEvent::Ignored {
+        reason,
+        raw: preference.raw.clone(),
+    };
+    let parsed = match &preference.parsed {
+        Ok(parsed) => parsed,
+        Err(reason) => {
+            return WebhookEvent::unreadable(
+                phone_number_id,
+                format!("a user preference could not be read: {reason}"),
+                &preference.raw,
+            );
+        }
+    };
+    // Meta documents one category; a preference about anything else is not an opt-out.
+    if let Some(category) = parsed
+        .category
+        .as_deref()
+        .filter(|c| *c != MARKETING_MESSAGES)
+    {
+        return ignored(format!(
+            "a user preference about {category:?}, not {MARKETING_MESSAGES:?}"
+        ));
+    }
+    let choice = match parsed.value.as_deref().map(str::to_ascii_lowercase) {
+        Some(value) if value == "stop" => MarketingPreference::Stop,
+        Some(value) if value == "resume" => MarketingPreference::Resume,
+        other => {
+            return ignored(format!(
+                "a marketing message preference {other:?} is neither \"stop\" nor \"resume\""
+            ));
+        }
+    };
+    let by_phone = parsed
+        .wa_id
+        .as_ref()
+        .and_then(|wa_id| CustomerKey::from_whatsapp_id(wa_id.as_str()).ok());
+    let Some(customer_key) = by_phone.or_else(|| {
+        parsed
+            .user_id
+            .as_deref()
+            .and_then(|user_id| CustomerKey::from_whatsapp_user_id(user_id).ok())
+    }) else {
+        return ignored(
+            "a marketing message preference with no valid `wa_id` (WhatsApp id) nor `user_id` \
+             (business-scoped user id) to know the user by"
+                .to_owned(),
+        );
+    };
+    let at = parsed
+        .timestamp
+        .filter(|seconds| seconds.is_finite())
+        .and_then(|seconds| DateTime::from_timestamp(seconds as i64, 0));
+    WebhookEvent::MarketingPreference(PreferenceEvent {
+        customer_key,
+        wa_id: parsed.wa_id.clone(),
+        whatsapp_user_id: parsed.user_id.clone(),
+        preference: choice,
+        at,
+        phone_number_id: phone_number_id.map(str::to_owned),
+        raw: preference.raw.clone(),
+    })
+}
+
 fn ignored_field(field: Option<&str>, raw: &Value) -> WebhookEvent {
     WebhookEvent::Ignored {
         reason: match field {
-            Some(field) => format!("the change is about {field:?}, not messages"),
+            Some(field) => {
+                format!("the change is about {field:?}, not messages or user preferences")
+            }
             None => "the change names no field".to_owned(),
         },
         raw: raw.clone(),
@@ -219,9 +365,117 @@ fn ignored_field(field: Option<&str>, raw: &Value) -> WebhookEvent {
 mod tests {
     use super::*;
     use crate::whatsapp::webhook::test_support::{
-        envelope, events_of, message, messages_change, one_event, status,
+        at, envelope, events_of, message, messages_change, one_event, preferences_change, status,
     };
     use serde_json::json;
+
+    #[test]
+    fn metas_user_preferences_example_is_a_stop_of_marketing_messages() {
+        let body = r#"{
+          "object": "whatsapp_business_account",
+          "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+              "value": {
+                "messaging_product": "whatsapp",
+                "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
+                "contacts": [{ "profile": { "name": "Sheena Nelson" }, "wa_id": "16505551234" }],
+                "user_preferences": [{
+                  "wa_id": "16505551234",
+                  "detail": "User requested to stop marketing messages",
+                  "category": "marketing_messages",
+                  "value": "stop",
+                  "timestamp": 1731705721
+                }]
+              },
+              "field": "user_preferences"
+            }]
+          }]
+        }"#;
+        let payload: WebhookPayload = serde_json::from_str(body).unwrap();
+        let WebhookEvent::MarketingPreference(preference) = one_event(events(&payload)) else {
+            panic!("expected one preference");
+        };
+        let raw: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            preference,
+            PreferenceEvent {
+                customer_key: CustomerKey::from_whatsapp_id("16505551234").unwrap(),
+                wa_id: Some(Phone("16505551234".to_owned())),
+                whatsapp_user_id: None,
+                preference: MarketingPreference::Stop,
+                at: Some(at(1_731_705_721)),
+                phone_number_id: Some("106540352242922".to_owned()),
+                raw: raw["entry"][0]["changes"][0]["value"]["user_preferences"][0].clone(),
+            }
+        );
+    }
+
+    #[test]
+    fn user_preferences_read_each_user_and_ignore_what_is_no_stop_or_resume() {
+        let payload = envelope(vec![preferences_change(json!({
+            "user_preferences": [
+                { "wa_id": "5215512345678", "category": "marketing_messages", "value": "resume",
+                  "detail": "User requested to resume marketing messages", "timestamp": "1731705722" },
+                { "user_id": "US.13491208655302741918", "category": "marketing_messages", "value": "STOP" },
+                { "wa_id": "5215512345678", "category": "utility_messages", "value": "stop" },
+                { "wa_id": "5215512345678", "category": "marketing_messages", "value": "interested" },
+                { "category": "marketing_messages", "value": "stop" },
+                { "wa_id": 5215512345678_u64, "value": "stop" }
+            ]
+        }))]);
+        let events = events_of(payload);
+        let [
+            WebhookEvent::MarketingPreference(resume),
+            WebhookEvent::MarketingPreference(by_user_id),
+            WebhookEvent::Ignored {
+                reason: other_category,
+                ..
+            },
+            WebhookEvent::Ignored {
+                reason: other_value,
+                ..
+            },
+            WebhookEvent::Ignored { reason: nobody, .. },
+            WebhookEvent::Error(unreadable),
+        ] = events.as_slice()
+        else {
+            panic!("unexpected {events:?}");
+        };
+        assert_eq!(resume.preference, MarketingPreference::Resume);
+        assert_eq!(resume.customer_key.as_str(), "525512345678");
+        assert_eq!(resume.at, Some(at(1_731_705_722)));
+        assert_eq!(by_user_id.preference, MarketingPreference::Stop);
+        assert_eq!(by_user_id.customer_key.as_str(), "US.13491208655302741918");
+        assert_eq!(by_user_id.at, None);
+        assert!(
+            other_category.contains("utility_messages"),
+            "{other_category}"
+        );
+        assert!(other_value.contains("interested"), "{other_value}");
+        assert!(nobody.contains("`wa_id`"), "{nobody}");
+        assert_eq!(
+            unreadable.phone_number_id.as_deref(),
+            Some("106540352242922")
+        );
+        assert!(
+            matches!(&unreadable.cause, WebhookErrorCause::Unreadable(why) if why.contains("user preference")),
+            "{unreadable:?}"
+        );
+
+        let empty = events_of(envelope(vec![preferences_change(json!({}))]));
+        let WebhookEvent::Ignored { reason, .. } = one_event(empty) else {
+            panic!("an empty change is ignored");
+        };
+        assert!(reason.contains("no preferences"), "{reason}");
+        let unreadable = events_of(envelope(vec![json!({
+            "field": "user_preferences", "value": { "user_preferences": "not an array" }
+        })]));
+        assert!(
+            matches!(one_event(unreadable), WebhookEvent::Error(_)),
+            "an unreadable `user_preferences` change is an error, not another subscription"
+        );
+    }
 
     #[test]
     fn every_entry_change_message_and_status_yields_an_event_in_order() {
@@ -392,11 +646,17 @@ mod tests {
 
     #[test]
     fn debug_output_masks_phone_numbers() {
-        let payload = envelope(vec![messages_change(json!({
-            "contacts": [{ "profile": { "name": "Ana" }, "wa_id": "5215512345678" }],
-            "messages": [message("wamid.D", json!({ "type": "text", "text": { "body": "hola" } }))],
-            "statuses": [status("wamid.S", "sent", "1750030073")]
-        }))]);
+        let payload = envelope(vec![
+            messages_change(json!({
+                "contacts": [{ "profile": { "name": "Ana" }, "wa_id": "5215512345678" }],
+                "messages": [message("wamid.D", json!({ "type": "text", "text": { "body": "hola" } }))],
+                "statuses": [status("wamid.S", "sent", "1750030073")]
+            })),
+            preferences_change(json!({
+                "user_preferences": [{ "wa_id": "5215512345678", "category": "marketing_messages",
+                                       "value": "stop", "timestamp": 1731705721 }]
+            })),
+        ]);
         let parsed: WebhookPayload = serde_json::from_value(payload).unwrap();
         let debug = format!("{parsed:?} {:?}", events(&parsed));
         assert!(!debug.contains("5512345678"), "{debug}");

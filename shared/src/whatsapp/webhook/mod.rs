@@ -12,14 +12,17 @@ mod payload;
 mod signature;
 mod status;
 
-pub use events::{StatusEvent, WebhookError, WebhookErrorCause, WebhookEvent, events};
+pub use events::{
+    MESSAGES_FIELD, MarketingPreference, PreferenceEvent, StatusEvent, USER_PREFERENCES_FIELD,
+    WHATSAPP_OBJECT, WebhookError, WebhookErrorCause, WebhookEvent, events,
+};
 pub use handshake::{SubscriptionError, SubscriptionQuery, verify_subscription};
 pub use payload::{
     Button, Change, ChangeValue, Contact, ContactCard, ContactEmail, ContactName, ContactOrg,
     ContactPhone, ContactUrl, Conversation, Entry, ErrorData, FlowReply, Interactive, Lenient,
     Location, Media, Message, MessageContent, MessageContext, MetaError, Metadata, Order, Phone,
     Pricing, ProductItem, Profile, Reaction, ReplyChoice, Status, System, Text, Unsupported,
-    WebhookPayload,
+    UserPreference, WebhookPayload,
 };
 pub use signature::{SIGNATURE_HEADER, SignatureError, verify_signature};
 
@@ -67,6 +70,13 @@ mod test_support {
             "phone_number_id": "106540352242922"
         });
         json!({ "field": "messages", "value": value })
+    }
+
+    /// A `user_preferences` change to the test business number, with `value`'s fields.
+    pub fn preferences_change(value: Value) -> Value {
+        let mut change = messages_change(value);
+        change["field"] = json!("user_preferences");
+        change
     }
 
     /// The only event of `events`.

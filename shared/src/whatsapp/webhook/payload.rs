@@ -70,6 +70,9 @@ pub struct ChangeValue {
     /// Errors not tied to one message.
     #[serde(default)]
     pub errors: Vec<Lenient<MetaError>>,
+    /// In a `user_preferences` change: users who stopped or resumed marketing messages.
+    #[serde(default)]
+    pub user_preferences: Vec<Lenient<UserPreference>>,
 }
 
 /// The business number the change is about.
@@ -78,6 +81,25 @@ pub struct Metadata {
     pub display_phone_number: Option<String>,
     /// The id to reply from: the send URL's `<PHONE_NUMBER_ID>`.
     pub phone_number_id: Option<String>,
+}
+
+/// A WhatsApp user's marketing message preference (the `user_preferences` webhook): they told
+/// WhatsApp to stop, or to resume, the business's marketing messages.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct UserPreference {
+    /// The user's WhatsApp id.
+    pub wa_id: Option<Phone>,
+    /// The business-scoped user id (`US.1349…`), for a user known by username.
+    pub user_id: Option<String>,
+    /// `User requested to stop marketing messages`, …
+    pub detail: Option<String>,
+    /// `marketing_messages`.
+    pub category: Option<String>,
+    /// `stop` or `resume`.
+    pub value: Option<String>,
+    /// Unix seconds: a number in Meta's documentation; a numeric string is read too.
+    #[serde(default, deserialize_with = "number_or_numeric_string")]
+    pub timestamp: Option<f64>,
 }
 
 /// A phone number or WhatsApp id as Meta wrote it (`from`, `wa_id`, `recipient_id`: digits, no
