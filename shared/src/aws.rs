@@ -1,6 +1,7 @@
 //! What the AWS SDK clients (SQS, Secrets Manager) share: one HTTP client construction, built
 //! by hand instead of by `aws_config::load`, for a fast INIT.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_sdk_sqs::config::SharedHttpClient;
@@ -14,7 +15,15 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 /// suites) trusting the Mozilla roots compiled into `webpki-roots`, as reqwest does for our other
 /// services. The SDK's default trusts the system's roots, which it reads and parses from the
 /// certificate bundle (200 kB of PEM) when the client is built: most of a millisecond.
+///
+/// Built once per process and shared: the secret read at INIT and the queue's first job use the
+/// same client (and its connection pool) instead of building the TLS configuration twice.
 pub(crate) fn http_client() -> SharedHttpClient {
+    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
+    CLIENT.get_or_init(build_http_client).clone()
+}
+
+fn build_http_client() -> SharedHttpClient {
     use rustls::cipher_suite::*;
     let mut roots = rustls::RootCertStore::empty();
     roots.add_trust_anchors(webpki_roots::TLS_SERVER_ROOTS.iter().map(|anchor| {

@@ -4,6 +4,7 @@
 //! carry what the sender hid in it (invisible or reordering characters) and the name may not
 //! carry a link, an e-mail address or a phone number.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -220,6 +221,13 @@ impl FieldName {
     }
 }
 
+// A set of names is looked up by a plain `&str`: the derived order is the text's.
+impl Borrow<str> for FieldName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The extra fields that reach the agent (`FORM_FIELDS`): every other field a form sends is
 /// dropped. Empty (the default): none does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -256,7 +264,7 @@ impl AllowedFields {
     }
 
     pub fn allows(&self, name: &str) -> bool {
-        self.0.iter().any(|allowed| allowed.as_str() == name)
+        self.0.contains(name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &FieldName> {
