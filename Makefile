@@ -88,9 +88,10 @@ deploy: check
 fuzz:
 	@scripts/fuzz.sh
 
-# The chaos run: 200 customers, duplicates, out-of-order bursts, Retell and Graph failures and
-# workers killed mid-turn on a local stack of its own; fails if anything is lost or doubled.
-# (A short run is part of `make test`.)
+# The chaos run: 200 customers, duplicates, out-of-order bursts, Retell and Graph failures,
+# workers killed at any moment of a turn, and four 20 s outages (the store, the queue, WhatsApp's
+# token, Retell's billing) on a local stack of its own, with the sweeper running; fails if
+# anything is lost, failed, doubled or dead-lettered. (A short run is part of `make test`.)
 .PHONY: chaos
 chaos:
 	@scripts/install-test-deps.sh

@@ -41,7 +41,15 @@ pub struct DevBridge {
     pub form_secret: String,
     /// What runs where, one line each, for the person who started it.
     pub summary: Vec<String>,
+    /// The sweeper's task, stopped with the bridge.
+    sweeper: tokio::task::JoinHandle<()>,
     _stack: Option<LocalStack>,
+}
+
+impl Drop for DevBridge {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
 }
 
 struct Routes {
@@ -143,11 +151,26 @@ impl DevBridge {
         let store_config = worker.store.clone();
         let whatsapp = worker.whatsapp.clone();
         let engine = BridgeEngine::from_config(&worker, http.clone());
-        let settings = InProcessSettings {
-            retry_delay: Duration::from_secs(2),
-            ..InProcessSettings::default()
-        };
-        let queue = InProcessQueue::new(Arc::new(engine), settings);
+        // The production schedule (2 s, 10 s, 30 s, …), as the worker sets it on SQS.
+        let queue = InProcessQueue::new(Arc::new(engine), InProcessSettings::default());
+        // The sweeper, every minute as EventBridge runs it in AWS.
+        let sweeper_store = PostgrestStore::new(&store_config, http.clone());
+        let sweeper_queue = queue.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every_minute.tick().await;
+                if let Err(error) = shared::sweep::requeue_stranded_work(
+                    &sweeper_store,
+                    &sweeper_queue,
+                    shared::sweep::GRACE,
+                )
+                .await
+                {
+                    tracing::warn!(%error, "the sweep failed");
+                }
+            }
+        });
         let routes = Arc::new(Routes {
             webhook: WhatsAppWebhook::new(
                 PostgrestStore::new(&store_config, http.clone()),
@@ -178,6 +201,7 @@ impl DevBridge {
             whatsapp,
             form_secret,
             summary,
+            sweeper,
             _stack: stack,
         })
     }

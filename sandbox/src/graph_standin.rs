@@ -1,10 +1,11 @@
 //! A stand-in for the WhatsApp Cloud API's send endpoint (`POST /<version>/<phone-number-id>/
 //! messages`): the bearer token required, every body checked against the send-message schema
 //! of Meta's OpenAPI spec, each accepted message recorded under a new wamid, approved templates
-//! enforced, and Graph errors a test can queue, with the real error object.
+//! enforced, and Graph errors a test can queue, draw at random or switch on for a while (an
+//! expired token), with the real error object.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -45,6 +46,11 @@ pub struct AcceptedMessage {
     /// The text body, or the template's name.
     pub text: String,
     pub body: Value,
+    /// When the stand-in took it.
+    pub accepted_at: Instant,
+    /// How long its answer was held back (a `SlowAnswer` fault): a client that waited less saw
+    /// a failure for a message that went out.
+    pub answer_delay: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -54,6 +60,8 @@ struct GraphState {
     rejected: Vec<(Value, Value)>,
     /// Keyed by "is it a read receipt": a test scripting a send's failure means the send.
     faults: FaultQueue<bool, GraphFault>,
+    /// Until when every request answers this fault, queued and random faults notwithstanding.
+    outage: Option<(Instant, GraphFault)>,
     templates: Vec<(String, String)>,
     requests: usize,
 }
@@ -122,6 +130,15 @@ impl GraphStandIn {
     /// `faults`, chosen at random (the chaos run).
     pub fn fail_at_random(&self, rate: f64, faults: Vec<GraphFault>) {
         lock(&self.state).faults.fail_at_random(rate, faults);
+    }
+
+    /// For the next `duration`, every request (sends and read receipts) answers `fault`,
+    /// whatever else is queued: `GraphFault::Code(190)` is the access token expired or revoked,
+    /// which Graph answers before it looks at the request. Returns when the outage ends.
+    pub fn fail_for(&self, duration: Duration, fault: GraphFault) -> Instant {
+        let until = Instant::now() + duration;
+        lock(&self.state).outage = Some((until, fault));
+        until
     }
 
     pub fn approve_template(&self, name: &str, language: &str) {
@@ -213,7 +230,18 @@ async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    lock(&state).requests += 1;
+    let outage = {
+        let mut state = lock(&state);
+        state.requests += 1;
+        state
+            .outage
+            .clone()
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, fault)| fault)
+    };
+    if let Some(GraphFault::Code(code)) = outage {
+        return graph_error(code, "Scripted by the test: an outage.");
+    }
     let authorized = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -247,7 +275,7 @@ async fn messages(
     }
 
     let is_read_receipt = body["status"] == "read";
-    let fault = lock(&state).faults.take(&is_read_receipt);
+    let fault = outage.or_else(|| lock(&state).faults.take(&is_read_receipt));
     let delay = match fault {
         Some(GraphFault::Code(code)) => return graph_error(code, "Scripted by the test."),
         Some(GraphFault::SlowAnswer(delay)) => Some(delay),
@@ -306,6 +334,8 @@ async fn messages(
             message_type,
             text,
             body,
+            accepted_at: Instant::now(),
+            answer_delay: delay,
         });
         json!({
             "messaging_product": "whatsapp",

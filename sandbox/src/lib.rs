@@ -8,6 +8,7 @@ pub mod dev;
 pub mod graph_standin;
 pub mod meta_webhook;
 pub mod moto;
+pub mod outage_proxy;
 mod process;
 pub mod retell_standin;
 pub mod schema;
@@ -15,6 +16,7 @@ pub mod stack;
 pub mod standin;
 
 pub use graph_standin::{GraphFault, GraphStandIn};
+pub use outage_proxy::OutageProxy;
 pub use retell_standin::{RetellFault, RetellOperation, RetellStandIn};
 pub use stack::{LocalStack, sign_jwt};
 

@@ -1,6 +1,7 @@
 //! A stand-in for Retell's chat API: the real paths, bodies, statuses and error messages,
 //! every request body checked against the operation's schema in Retell's OpenAPI spec, chats
-//! kept with their status and history, and faults a test can queue.
+//! kept with their status and history, and faults a test can queue, draw at random, or switch
+//! on for a while (an outage).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -109,12 +110,16 @@ pub struct RetellRequest {
     pub body: Value,
     /// The status answered; 0 when the client stopped waiting first.
     pub status: u16,
+    /// When the request arrived.
+    pub received_at: Instant,
 }
 
 #[derive(Default)]
 struct RetellState {
     chats: BTreeMap<String, StandInChat>,
     faults: FaultQueue<RetellOperation, RetellFault>,
+    /// Until when every request answers this fault, queued and random faults notwithstanding.
+    outage: Option<(Instant, RetellFault)>,
     requests: Vec<RetellRequest>,
     begin_message: String,
     scripted_replies: VecDeque<Vec<String>>,
@@ -177,6 +182,15 @@ impl RetellStandIn {
     /// `faults`, chosen at random (the chaos run).
     pub fn fail_at_random(&self, rate: f64, faults: Vec<RetellFault>) {
         lock(&self.state).faults.fail_at_random(rate, faults);
+    }
+
+    /// For the next `duration`, every request of every operation answers `fault` (say 402, as
+    /// when the account's credit runs out), whatever else is queued: an outage of the account.
+    /// Returns when the outage ends.
+    pub fn fail_for(&self, duration: Duration, fault: RetellFault) -> Instant {
+        let until = Instant::now() + duration;
+        lock(&self.state).outage = Some((until, fault));
+        until
     }
 
     /// The agent's messages for the next completion (default: one message echoing the user).
@@ -294,7 +308,13 @@ async fn admit(
         );
         return Err(error(StatusCode::BAD_REQUEST, &message));
     }
-    let fault = lock(state).faults.take(&operation);
+    let fault = {
+        let mut state = lock(state);
+        match &state.outage {
+            Some((until, fault)) if Instant::now() < *until => Some(fault.clone()),
+            _ => state.faults.take(&operation),
+        }
+    };
     match fault {
         None => Ok((body, None)),
         Some(RetellFault::SlowAnswer(delay)) => Ok((body, Some(delay))),
@@ -350,6 +370,7 @@ async fn record_request(
             chat_id,
             body,
             status: 0,
+            received_at: Instant::now(),
         });
         state.requests.len() - 1
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ChatId, ChatStatus};
+use crate::domain::{AccountProblem, ChatId, ChatStatus};
 
 /// What a new chat starts with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -87,6 +87,15 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// Retell refuses the whole account (401: the key; 402: billing), whatever the chat.
+    pub fn account_problem(&self) -> Option<AccountProblem> {
+        match self {
+            Self::Unauthorized(_) => Some(AccountProblem::RetellKey),
+            Self::PaymentRequired(_) => Some(AccountProblem::RetellBilling),
+            _ => None,
+        }
+    }
+
     /// Worth another try later (by the queue), as opposed to a fault a retry cannot fix.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -105,6 +114,17 @@ pub trait ChatAgent: Send + Sync {
         &self,
         chat: &ChatId,
         content: &str,
+    ) -> impl Future<Output = Result<Vec<ChatMessage>, AgentError>> + Send {
+        self.complete_within(chat, content, None)
+    }
+
+    /// [`Self::complete`], waiting no longer than `limit` (what is left of the turn's time)
+    /// when that is shorter than the client's completion timeout.
+    fn complete_within(
+        &self,
+        chat: &ChatId,
+        content: &str,
+        limit: Option<Duration>,
     ) -> impl Future<Output = Result<Vec<ChatMessage>, AgentError>> + Send;
 
     fn get_chat(&self, chat: &ChatId) -> impl Future<Output = Result<Chat, AgentError>> + Send;

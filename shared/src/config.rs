@@ -425,8 +425,13 @@ pub struct EngineConfig {
     pub open_with_empty_completion: bool,
     /// The name for the template when a customer gave none.
     pub name_fallback: String,
-    /// How long a turn holds its customer before another worker may take over.
+    /// How long a turn holds its customer before another worker may take over (at most until
+    /// shortly after its invocation ends).
     pub turn_lease: Duration,
+    /// How many turns may die holding a message before it is given up (`TURN_MAX_ATTEMPTS`,
+    /// default 5): the queue's `maxReceiveCount`, so a job is dead-lettered when its messages
+    /// are given up, not before and not after.
+    pub max_attempts: u32,
     /// How many earlier messages carry over into a new chat when Retell ended the last one.
     pub carry_over_messages: usize,
 }
@@ -472,6 +477,15 @@ impl EngineConfig {
             open_with_empty_completion,
             name_fallback: text("CUSTOMER_NAME_FALLBACK", "cliente"),
             turn_lease: Duration::from_secs(env.parsed("TURN_LEASE_SECONDS")?.unwrap_or(300)),
+            max_attempts: match env.parsed("TURN_MAX_ATTEMPTS")?.unwrap_or(5) {
+                attempts @ 1..=100 => attempts,
+                other => {
+                    return Err(ConfigError::Malformed {
+                        name: "TURN_MAX_ATTEMPTS",
+                        reason: format!("{other} is not between 1 and 100"),
+                    });
+                }
+            },
             carry_over_messages: env.parsed("CARRY_OVER_MESSAGES")?.unwrap_or(10),
         })
     }

@@ -1,6 +1,6 @@
-//! In-memory fakes of the store and the queue for the doors' unit tests: only what the form
-//! needs is implemented; the rest panics, naming itself. Compiled for tests, and for other
-//! crates' tests with the `fakes` feature.
+//! In-memory fakes of the store and the queue for the doors' unit tests: only what the form and
+//! the sweep need is implemented; the rest panics, naming itself. Compiled for tests, and for
+//! other crates' tests with the `fakes` feature.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
     InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits, RecordedMessage,
-    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, SubmissionId, SubmissionStatus,
-    TurnClaim, TurnCompletion, TurnFailure, TurnId, UnprocessedEvent,
+    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, StrandedWork, SubmissionId,
+    SubmissionStatus, TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry, UnprocessedEvent,
 };
 use crate::queue::{QueueError, TurnJob, TurnQueue};
 use crate::store::{PostgrestError, SessionStore, StoreError};
@@ -33,6 +33,12 @@ struct StoreState {
     /// What new submissions are decided to be (`None`: accepted, queued).
     decision: Option<(SubmissionStatus, OutcomeReason)>,
     fail_next: Option<StoreError>,
+    /// What the next sweep finds.
+    stranded: StrandedWork,
+    /// The grace each sweep was made with.
+    sweeps: Vec<Duration>,
+    /// Deferred submissions: id, reason, delay.
+    deferred: Vec<(SubmissionId, String, Duration)>,
 }
 
 /// Records submissions once per idempotency key, like `record_form_submission`.
@@ -66,6 +72,21 @@ impl FakeStore {
             key.to_owned(),
             (customer, id, SubmissionStatus::Queued, None),
         );
+    }
+
+    /// The next sweep finds `work` (and the one after it nothing, as the store's would).
+    pub fn strand(&self, work: StrandedWork) {
+        self.0.lock().unwrap().stranded = work;
+    }
+
+    /// The grace each sweep was made with, in order.
+    pub fn sweeps(&self) -> Vec<Duration> {
+        self.0.lock().unwrap().sweeps.clone()
+    }
+
+    /// The submissions deferred, with the reason and delay, in order.
+    pub fn deferred(&self) -> Vec<(SubmissionId, String, Duration)> {
+        self.0.lock().unwrap().deferred.clone()
     }
 
     pub fn set_status(&self, id: SubmissionId, status: SubmissionStatus) {
@@ -139,7 +160,12 @@ impl SessionStore for FakeStore {
     async fn session(&self, _: &CustomerKey) -> Result<Option<Session>, StoreError> {
         unimplemented!("not used by the form")
     }
-    async fn claim_turn(&self, _: &CustomerKey, _: Duration) -> Result<TurnClaim, StoreError> {
+    async fn claim_turn(
+        &self,
+        _: &CustomerKey,
+        _: Duration,
+        _: u32,
+    ) -> Result<TurnClaim, StoreError> {
         unimplemented!("not used by the form")
     }
     async fn attach_chat(
@@ -171,7 +197,7 @@ impl SessionStore for FakeStore {
     ) -> Result<TurnCompletion, StoreError> {
         unimplemented!("not used by the form")
     }
-    async fn fail_turn(&self, _: TurnId, _: &str, _: bool) -> Result<TurnFailure, StoreError> {
+    async fn fail_turn(&self, _: TurnId, _: &str, _: TurnRetry) -> Result<TurnFailure, StoreError> {
         unimplemented!("not used by the form")
     }
     async fn set_opt_out(&self, _: &CustomerKey, _: bool) -> Result<bool, StoreError> {
@@ -200,6 +226,35 @@ impl SessionStore for FakeStore {
         _: OutcomeReason,
     ) -> Result<bool, StoreError> {
         unimplemented!("not used by the form")
+    }
+    /// True when the submission was recorded here and is queued.
+    async fn defer_form_submission(
+        &self,
+        id: SubmissionId,
+        reason: &str,
+        delay: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.0.lock().unwrap();
+        if let Some(error) = state.fail_next.take() {
+            return Err(error);
+        }
+        let queued = state
+            .submissions
+            .values()
+            .any(|entry| entry.1 == id && entry.2 == SubmissionStatus::Queued);
+        if queued {
+            state.deferred.push((id, reason.to_owned(), delay));
+        }
+        Ok(queued)
+    }
+    /// What [`FakeStore::strand`] set, once.
+    async fn sweep_stranded_work(&self, grace: Duration) -> Result<StrandedWork, StoreError> {
+        let mut state = self.0.lock().unwrap();
+        if let Some(error) = state.fail_next.take() {
+            return Err(error);
+        }
+        state.sweeps.push(grace);
+        Ok(std::mem::take(&mut state.stranded))
     }
     async fn record_delivery_statuses(
         &self,

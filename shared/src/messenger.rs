@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 
-use crate::domain::{CustomerKey, MessageId};
+use crate::domain::{AccountProblem, CustomerKey, MessageId};
 
 /// Who a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct SentMessage {
 pub struct GraphError {
     pub status: u16,
     pub code: i64,
+    /// `error_subcode`, when Graph gave one (100 with 33: the number is not ours to use).
+    pub subcode: Option<i64>,
     pub message: String,
     pub details: Option<String>,
 }
@@ -103,6 +105,22 @@ impl MessengerError {
             self,
             Self::RateLimited(_) | Self::Unavailable(_) | Self::Timeout | Self::Connect(_)
         )
+    }
+
+    /// A failure of the whole WhatsApp account rather than of this message: the token (190), a
+    /// permission or capability (3, 10, 200–299, 131005), or a phone number id the token may
+    /// not use (100 with subcode 33). Every customer is affected until a person fixes it.
+    pub fn account_problem(&self) -> Option<AccountProblem> {
+        let Self::Permanent(error) = self else {
+            return None;
+        };
+        match (error.code, error.subcode) {
+            (190, _) => Some(AccountProblem::WhatsAppToken),
+            (3 | 10 | 200..=299 | 131_005, _) | (100, Some(33)) => {
+                Some(AccountProblem::WhatsAppPermission)
+            }
+            _ => None,
+        }
     }
 
     /// The Graph error code, when WhatsApp gave one.

@@ -1,4 +1,5 @@
-//! Exponential backoff with jitter, shared by the HTTP adapters.
+//! Backoff: with jitter inside a request (the HTTP adapters' [`RetryPolicy`]), and on a schedule
+//! between a job's receives (the queue's [`RetrySchedule`]).
 
 use std::time::Duration;
 
@@ -39,6 +40,54 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How long a job that failed waits before its next receive, by how many times it has been
+/// received: seconds at first, so one transient failure costs the customer seconds, then longer,
+/// so an outage is not hammered. The last delay repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule {
+    delays: Vec<Duration>,
+}
+
+impl RetrySchedule {
+    /// The production schedule: 2 s, 10 s, 30 s, 2 min, 10 min.
+    pub const DEFAULT_SECONDS: [u64; 5] = [2, 10, 30, 120, 600];
+    /// The longest wait SQS takes (`ChangeMessageVisibility`: 12 hours).
+    pub const MAX_DELAY: Duration = Duration::from_secs(43_200);
+
+    /// A schedule of these delays (the tests wait milliseconds); at least one.
+    pub fn new(delays: Vec<Duration>) -> Self {
+        assert!(!delays.is_empty(), "a retry schedule needs a delay");
+        Self { delays }
+    }
+
+    /// The wait after receive number `receive` (1-based) failed: the schedule's, raised (never
+    /// lowered) to a service's `hint` (Retell's `retry-after`, a lease still held), at most
+    /// [`Self::MAX_DELAY`].
+    pub fn delay(&self, receive: u32, hint: Option<Duration>) -> Duration {
+        let index = (receive.max(1) as usize - 1).min(self.delays.len() - 1);
+        self.delays[index]
+            .max(hint.unwrap_or_default())
+            .min(Self::MAX_DELAY)
+    }
+
+    /// The whole schedule of `receives` receives: how long a job keeps trying before it is
+    /// dead-lettered.
+    pub fn total(&self, receives: u32) -> Duration {
+        (1..receives).map(|receive| self.delay(receive, None)).sum()
+    }
+}
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        Self::new(
+            Self::DEFAULT_SECONDS
+                .iter()
+                .map(|&s| Duration::from_secs(s))
+                .collect(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +109,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_schedule_grows_by_receive_repeats_its_last_delay_and_only_rises_to_a_hint() {
+        let schedule = RetrySchedule::default();
+        let seconds: Vec<u64> = (1..=7)
+            .map(|receive| schedule.delay(receive, None).as_secs())
+            .collect();
+        assert_eq!(seconds, [2, 10, 30, 120, 600, 600, 600]);
+        assert_eq!(
+            schedule.delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            schedule.delay(3, Some(Duration::from_secs(7))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            schedule.delay(1, Some(Duration::from_secs(90_000))),
+            RetrySchedule::MAX_DELAY
+        );
+        assert_eq!(schedule.total(5), Duration::from_secs(162));
     }
 
     #[test]

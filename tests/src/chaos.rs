@@ -1,11 +1,19 @@
-//! The chaos run (`make chaos`, and a short one in `make test`): many customers writing at
-//! once through the real webhook and form endpoints, the store on the local stack, the engine
-//! behind the in-process turn queue, while WhatsApp delivers twice and out of order, Retell and
-//! the Graph API fail, and the worker is killed in the middle of turns. At the end the
-//! database and the stand-ins' records are checked: nothing lost, nothing answered twice,
-//! replies in order, one chat per customer, every message answered or failed with a reason.
+//! The chaos run (`make chaos`, and short ones in `make test`): many customers writing at once
+//! through the real webhook and form endpoints, the store on a local stack behind a proxy that
+//! can take it down, the engine behind the in-process turn queue with the production retry
+//! schedule and the sweeper every second, while WhatsApp delivers twice and out of order,
+//! Retell and the Graph API fail at random, workers are killed at any moment of a turn, and for
+//! a while in the middle of the run the store is down, the queue refuses sends, WhatsApp
+//! rejects the token (190) and Retell answers 402. At the end the database and the stand-ins'
+//! records are checked: every message answered once, in order, each form started with one
+//! template, nothing sent twice that a fault does not explain, no dead letters; and the report
+//! says how long customers waited, and how long the bridge took to catch up after each outage.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+mod check;
+mod faults;
+mod report;
+
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,22 +25,83 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::json;
 use shared::config::{EngineConfig, Env, FormConfig, RetellConfig, WhatsAppConfig, WorkerConfig};
 use shared::domain::{AllowedFields, ChatStatus, CountryId};
-use shared::engine::BridgeEngine;
 use shared::ingress::form::FormIntake;
 use shared::ingress::whatsapp::WhatsAppWebhook;
-use shared::queue::{InProcessQueue, InProcessSettings, JobDisposition, JobHandler, TurnJob};
+use shared::queue::{InProcessQueue, InProcessSettings};
+use shared::retry::RetrySchedule;
 use shared::store::PostgrestStore;
 use shared::whatsapp::webhook::SIGNATURE_HEADER;
 
-use sandbox::graph_standin::AcceptedMessage;
 use sandbox::meta_webhook::{TextMessage, signature, text_delivery};
-use sandbox::retell_standin::{RetellRequest, StandInChat};
-use sandbox::{GraphFault, GraphStandIn, LocalStack, RetellFault, RetellOperation, RetellStandIn};
+use sandbox::retell_standin::StandInChat;
+use sandbox::{GraphFault, GraphStandIn, LocalStack, OutageProxy, RetellFault, RetellStandIn};
+
+use faults::{KillingWorker, RefusingQueue};
+pub use report::{
+    ChaosReport, FormsReport, KillMoments, Latency, Resent, SweeperReport, Violations, Volume,
+    WindowReport,
+};
+
+/// Something the run takes away for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutageKind {
+    /// Every store request (webhook, form, worker, sweeper) answered 503.
+    Store,
+    /// The turn queue refuses every send.
+    Queue,
+    /// Graph answers every request with code 190 (HTTP 401): the access token expired.
+    WhatsAppToken,
+    /// Retell answers every request 402: the account's credit ran out.
+    RetellPayment,
+}
+
+impl fmt::Display for OutageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Store => "store down (503)",
+            Self::Queue => "queue refusing sends",
+            Self::WhatsAppToken => "WhatsApp token rejected (190)",
+            Self::RetellPayment => "Retell answering 402",
+        })
+    }
+}
+
+/// One outage of the plan, timed from the run's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    pub kind: OutageKind,
+    pub start: Duration,
+    pub length: Duration,
+}
+
+impl Outage {
+    /// The four outages, `length` each, one after the other from `first` with `gap` between.
+    pub fn each_in_turn(first: Duration, length: Duration, gap: Duration) -> Vec<Outage> {
+        [
+            OutageKind::Store,
+            OutageKind::Queue,
+            OutageKind::WhatsAppToken,
+            OutageKind::RetellPayment,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| Outage {
+            kind,
+            start: first + (length + gap) * i as u32,
+            length,
+        })
+        .collect()
+    }
+}
 
 /// What the run does, and how hard.
 #[derive(Debug, Clone)]
 pub struct ChaosPlan {
     pub customers: usize,
+    /// Customers who arrive together in the first two seconds; the others arrive one by one
+    /// over `arrival`.
+    pub rush: usize,
+    pub arrival: Duration,
     /// Messages each customer writes, in bursts of 3–5 within a second.
     pub messages_per_customer: usize,
     /// Share of messages (and of forms) WhatsApp (the browser) delivers a second time, later.
@@ -41,218 +110,79 @@ pub struct ChaosPlan {
     pub late_rate: f64,
     /// Share of customers who start with the web form before they write.
     pub form_rate: f64,
+    /// Share of form clients that give up after their first 5xx; the others try again for as
+    /// long as Meta does.
+    pub form_give_up_rate: f64,
     /// Share of Retell requests that fail: 429, 500, or an answer after the client gave up.
     pub retell_failure_rate: f64,
-    /// Share of Graph requests that fail: 130429 or 500.
+    /// Share of Graph requests that fail: 130429, 131000, or (with `slow_graph_answers`) a send
+    /// taken but answered after the client gave up.
     pub graph_failure_rate: f64,
-    /// Share of jobs whose worker is killed at a random moment of the turn.
+    pub slow_graph_answers: bool,
+    /// Share of receives whose worker is killed, at a moment drawn over the whole turn (a job's
+    /// first and second receives only).
     pub kill_rate: f64,
     /// Share of customers whose chat Retell ends between two of their bursts.
     pub chat_end_rate: f64,
+    /// The store, the queue, Graph and Retell taken away in turn, in the middle of the run.
+    pub outages: Vec<Outage>,
     /// How long the run may take before what is unfinished counts as lost.
     pub deadline: Duration,
 }
 
 impl ChaosPlan {
-    /// `make chaos`: 200 customers, thousands of deliveries, within 5 minutes.
+    /// `make chaos`: 200 customers, thousands of deliveries, four outages of 20 s.
     pub fn full() -> Self {
         Self {
             customers: 200,
+            rush: 60,
+            arrival: Duration::from_secs(150),
             messages_per_customer: 12,
             duplicate_rate: 0.3,
             late_rate: 0.1,
             form_rate: 0.5,
+            form_give_up_rate: 0.5,
             retell_failure_rate: 0.1,
             graph_failure_rate: 0.1,
+            slow_graph_answers: true,
             kill_rate: 0.1,
             chat_end_rate: 0.1,
-            deadline: Duration::from_secs(270),
+            outages: Outage::each_in_turn(
+                Duration::from_secs(25),
+                Duration::from_secs(20),
+                Duration::from_secs(10),
+            ),
+            deadline: Duration::from_secs(330),
         }
     }
 
-    /// The run inside `make test`: the same faults, fewer customers.
+    /// The run inside `make test`: the same faults, fewer customers, outages of 5 s.
     pub fn short() -> Self {
         Self {
             customers: 24,
+            rush: 8,
+            arrival: Duration::from_secs(26),
             messages_per_customer: 8,
-            deadline: Duration::from_secs(50),
+            // Fewer jobs: more of them killed, so that kills fall in every part of a turn.
+            kill_rate: 0.2,
+            outages: Outage::each_in_turn(
+                Duration::from_secs(5),
+                Duration::from_secs(5),
+                Duration::from_secs(3),
+            ),
+            deadline: Duration::from_secs(85),
             ..Self::full()
         }
     }
-}
 
-/// How much happened.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Volume {
-    pub customers: usize,
-    pub messages: usize,
-    /// Webhook POSTs made, duplicates and retries after a non-200 included.
-    pub deliveries: usize,
-    pub duplicate_deliveries: usize,
-    /// Messages first delivered after later ones.
-    pub late_deliveries: usize,
-    pub forms: usize,
-    /// Form POSTs, double submits included.
-    pub form_posts: usize,
-    pub jobs_run: usize,
-    pub workers_killed: usize,
-    pub chats_ended_by_retell: usize,
-    pub retell_requests: usize,
-    pub retell_failures: usize,
-    pub graph_requests: usize,
-    pub graph_failures: usize,
-    /// Text replies WhatsApp accepted.
-    pub replies: usize,
-    pub seconds: f64,
-}
-
-/// What must be zero.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Violations {
-    /// Delivered messages not stored, still waiting at the end, or marked answered with no
-    /// reply carrying them.
-    pub lost: usize,
-    /// Messages the agent was given more than once, or that more than one reply answered.
-    pub answered_twice: usize,
-    /// Replies that reached a customer after a reply to a later turn.
-    pub replies_out_of_order: usize,
-    /// Chats carrying a customer's conversation beyond one (plus one for each chat Retell ended).
-    pub extra_chats: usize,
-    /// Forms whose conversation neither started nor failed with a reason.
-    pub forms_unfinished: usize,
-    /// Jobs the queue gave up on.
-    pub dead_letters: usize,
-}
-
-impl Violations {
-    /// Each count with what it counts.
-    pub fn counts(&self) -> [(&'static str, usize); 6] {
-        [
-            ("inbound messages lost", self.lost),
-            ("inbound messages answered twice", self.answered_twice),
-            ("replies out of order", self.replies_out_of_order),
-            ("conversation chats beyond one", self.extra_chats),
-            ("forms neither started nor failed", self.forms_unfinished),
-            ("jobs dead-lettered", self.dead_letters),
-        ]
-    }
-
-    pub fn total(&self) -> usize {
-        self.counts().iter().map(|(_, count)| count).sum()
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct ChaosReport {
-    pub volume: Volume,
-    pub violations: Violations,
-    /// Messages answered by the agent.
-    pub answered: usize,
-    /// Reply parts WhatsApp accepted twice. Graph's send has no idempotency key: a worker
-    /// killed after Graph took a part and before the store recorded it sends the part again
-    /// when the turn is retried (at least once, rather than maybe never). Zero without kills.
-    pub parts_resent_after_kills: usize,
-    /// Chats Retell created whose answer the worker never got (a create-chat that timed out, a
-    /// worker killed before it attached the chat): nothing was ever sent to them, and Retell
-    /// ends them when they stay silent. Retell's create-chat has no idempotency key either.
-    pub empty_chats: usize,
-    /// Messages failed for good, by reason.
-    pub failed: BTreeMap<String, usize>,
-    /// A few examples of each violation, for whoever has to find the cause.
-    pub examples: Vec<String>,
-}
-
-impl ChaosReport {
-    pub fn passed(&self) -> bool {
-        self.violations.total() == 0
-    }
-
-    fn example(&mut self, text: String) {
-        if self.examples.len() < 12 {
-            self.examples.push(text);
-        }
-    }
-}
-
-impl fmt::Display for ChaosReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = &self.volume;
-        writeln!(
-            f,
-            "volume: {} customers, {} messages, {} webhook deliveries ({} duplicates, {} late), {} forms ({} posts), {:.1} s",
-            v.customers,
-            v.messages,
-            v.deliveries,
-            v.duplicate_deliveries,
-            v.late_deliveries,
-            v.forms,
-            v.form_posts,
-            v.seconds
-        )?;
-        writeln!(
-            f,
-            "faults: {} workers killed mid-turn in {} jobs, {}/{} Retell requests failed, {}/{} Graph requests failed, {} chats ended by Retell",
-            v.workers_killed,
-            v.jobs_run,
-            v.retell_failures,
-            v.retell_requests,
-            v.graph_failures,
-            v.graph_requests,
-            v.chats_ended_by_retell
-        )?;
-        let failed: usize = self.failed.values().sum();
-        writeln!(
-            f,
-            "outcome: {} messages answered, {} failed with a reason, {} replies sent",
-            self.answered, failed, v.replies
-        )?;
-        for (reason, count) in &self.failed {
-            writeln!(f, "  failed ×{count}: {reason}")?;
-        }
-        writeln!(
-            f,
-            "reply parts sent again after a kill (Graph has no idempotency key): {}",
-            self.parts_resent_after_kills
-        )?;
-        writeln!(
-            f,
-            "chats created whose answer was lost (left empty, never used): {}",
-            self.empty_chats
-        )?;
-        for (name, count) in self.violations.counts() {
-            writeln!(f, "{name:>34}: {count}")?;
-        }
-        for example in &self.examples {
-            writeln!(f, "  e.g. {example}")?;
-        }
-        Ok(())
-    }
-}
-
-type ChaosEngine = BridgeEngine;
-type ChaosQueue = InProcessQueue<KillingWorker>;
-
-/// The worker, killed now and then at a random moment of a job: its future is dropped
-/// mid-flight, as a Lambda that dies takes its requests with it, and the job comes back after
-/// the queue's retry delay, as SQS makes it visible again.
-struct KillingWorker {
-    engine: ChaosEngine,
-    kill_rate: f64,
-    kills: AtomicUsize,
-}
-
-impl JobHandler for KillingWorker {
-    async fn handle(&self, job: TurnJob) -> JobDisposition {
-        if fastrand::f64() >= self.kill_rate {
-            return self.engine.handle(job).await;
-        }
-        let kill_after = Duration::from_micros(fastrand::u64(0..40_000));
-        tokio::select! {
-            disposition = self.engine.handle(job) => disposition,
-            () = tokio::time::sleep(kill_after) => {
-                self.kills.fetch_add(1, Ordering::Relaxed);
-                JobDisposition::RetryLater("the worker was killed mid-turn".into())
-            }
+    /// The short run without kills, late Graph answers or outages: nothing may be sent twice.
+    pub fn calm() -> Self {
+        Self {
+            kill_rate: 0.0,
+            slow_graph_answers: false,
+            outages: Vec::new(),
+            deadline: Duration::from_secs(70),
+            ..Self::short()
         }
     }
 }
@@ -261,21 +191,63 @@ impl JobHandler for KillingWorker {
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(600);
 const SLOW_ANSWER: Duration = Duration::from_millis(900);
 const FORM_SECRET: &str = "chaos-form-secret-of-32-characters";
+/// How long Meta (and a patient form client) keeps delivering: far less than Meta's days, far
+/// more than any outage of the run.
+const CLIENT_RETRIES_FOR: Duration = Duration::from_secs(120);
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LONGEST_RETRY: Duration = Duration::from_secs(8);
+/// The sweeper of the run: every second, for work stranded longer than this.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const SWEEP_GRACE: Duration = Duration::from_secs(3);
+/// A killed turn holds its customer until its lease runs out: keep it short.
+const TURN_LEASE_SECONDS: &str = "2";
+/// What a worker invocation may take (the Lambda's timeout is 180 s; the run's turns are short).
+const INVOCATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The production redrive policy's `maxReceiveCount` and `TURN_MAX_ATTEMPTS`.
+const MAX_RECEIVES: u32 = 5;
+
+type ChaosQueue = RefusingQueue<InProcessQueue<KillingWorker>>;
 
 struct World {
+    started: Instant,
     retell: RetellStandIn,
     graph: GraphStandIn,
+    store_proxy: OutageProxy,
     webhook: WhatsAppWebhook<PostgrestStore, ChaosQueue>,
     form: FormIntake<PostgrestStore, ChaosQueue>,
     queue: ChaosQueue,
+    sweep_store: PostgrestStore,
     app_secret: String,
     deliveries: AtomicUsize,
     duplicate_deliveries: AtomicUsize,
     late_deliveries: AtomicUsize,
     form_posts: AtomicUsize,
-    /// The wamids the webhook acknowledged with a 200: Meta will not send them again.
-    delivered: Mutex<HashSet<String>>,
+    /// Each wamid's first delivery attempt.
+    first_attempts: Mutex<HashMap<String, Instant>>,
+    /// The wamids the webhook acknowledged with a 200 (Meta will not send them again), with
+    /// when it first did.
+    delivered: Mutex<HashMap<String, Instant>>,
+    /// The wamids the webhook refused for as long as Meta's retries of the run last.
+    not_taken: Mutex<HashSet<String>>,
+    /// Each form customer's client, by customer key.
+    forms: Mutex<HashMap<String, FormClient>>,
     chats_ended: Mutex<HashMap<String, usize>>,
+    windows: Mutex<Vec<WindowReport>>,
+    /// Each window as it happened: kind, start, end.
+    window_times: Mutex<Vec<(OutageKind, Instant, Instant)>>,
+    sweeper: Mutex<SweeperReport>,
+    /// When the random faults and the kills stopped (the customers were done).
+    faults_ended: Mutex<Option<Instant>>,
+}
+
+/// What a customer's form client saw.
+#[derive(Debug, Clone)]
+struct FormClient {
+    first_attempt: Instant,
+    /// Answered 202 at least once.
+    accepted: bool,
+    /// Gave up after a 5xx without ever getting a 202.
+    abandoned: bool,
 }
 
 /// A customer of the run: a Mexican mobile, in the form's and WhatsApp's spellings.
@@ -306,11 +278,21 @@ impl Customer {
     fn token(&self, n: usize) -> String {
         format!("[c{}m{}]", self.index, n)
     }
+
+    fn wamid(&self, n: usize) -> String {
+        format!("wamid.chaos.{}.{n}", self.key)
+    }
+
+    /// Graph's `to` for this customer.
+    fn recipient(&self) -> String {
+        format!("+{}", self.key)
+    }
 }
 
 /// Runs the plan against `stack` and reports; the stack's tables keep what the run wrote.
+///
+/// The run's sweeper sweeps the whole database: give the run a stack of its own.
 pub async fn run(plan: &ChaosPlan, stack: &LocalStack) -> Result<ChaosReport> {
-    let started = Instant::now();
     let world = Arc::new(assemble(plan, stack)?);
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let run_id = std::process::id() as usize * 31 + RUNS.fetch_add(1, Ordering::Relaxed);
@@ -318,23 +300,44 @@ pub async fn run(plan: &ChaosPlan, stack: &LocalStack) -> Result<ChaosReport> {
         .map(|i| Customer::new(run_id, i))
         .collect();
 
+    let sweeper = AbortOnDrop(tokio::spawn(sweep(Arc::clone(&world))));
+    let outages: Vec<_> = plan
+        .outages
+        .iter()
+        .map(|outage| tokio::spawn(take_away(Arc::clone(&world), *outage)))
+        .collect();
     let mut tasks = Vec::new();
     for customer in &customers {
         let world = Arc::clone(&world);
         let plan = plan.clone();
         let customer = customer.clone();
+        let arrives = if customer.index < plan.rush {
+            Duration::from_millis(fastrand::u64(0..2_000))
+        } else {
+            plan.arrival.mul_f64(fastrand::f64())
+        };
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(arrives).await;
             customer_writes(&world, &plan, &customer).await
         }));
     }
-    let mut forms = 0;
     for task in tasks {
-        forms += usize::from(task.await.context("a customer's task panicked")??);
+        task.await.context("a customer's task panicked")??;
     }
-    let remaining = plan.deadline.saturating_sub(started.elapsed());
-    let _ = tokio::time::timeout(remaining, world.queue.idle()).await;
+    for outage in outages {
+        outage.await.context("an outage's task panicked")?;
+    }
+    // The customers are done and so are the faults: what is left must drain.
+    world.retell.fail_at_random(0.0, Vec::new());
+    world.graph.fail_at_random(0.0, Vec::new());
+    world.queue.inner().handler().spare();
+    *lock(&world.faults_ended) = Some(Instant::now());
+    let keys: Vec<&str> = customers.iter().map(|c| c.key.as_str()).collect();
+    let deadline = world.started + plan.deadline;
+    check::settle(&world, stack, &keys, deadline).await?;
+    drop(sweeper);
 
-    check(&world, stack, &customers, forms, started).await
+    check::check(&world, stack, &customers).await
 }
 
 fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
@@ -349,10 +352,11 @@ fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
         ],
     );
     let graph = GraphStandIn::start();
-    graph.fail_at_random(
-        plan.graph_failure_rate,
-        vec![GraphFault::Code(130_429), GraphFault::Code(131_000)],
-    );
+    let mut graph_faults = vec![GraphFault::Code(130_429), GraphFault::Code(131_000)];
+    if plan.slow_graph_answers {
+        graph_faults.push(GraphFault::SlowAnswer(SLOW_ANSWER));
+    }
+    graph.fail_at_random(plan.graph_failure_rate, graph_faults);
     let retell_config = RetellConfig {
         request_timeout: CLIENT_TIMEOUT,
         completion_timeout: CLIENT_TIMEOUT,
@@ -362,31 +366,39 @@ fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
         request_timeout: CLIENT_TIMEOUT,
         ..graph.config()
     };
-    // A killed turn holds its customer until its lease runs out: keep it short.
-    let engine_config = EngineConfig::from_env(&Env::from_pairs([("TURN_LEASE_SECONDS", "2")]))?;
+    // Every store of the run goes through the proxy that takes it down.
+    let store_proxy = OutageProxy::start(&stack.rest_url)?;
+    let store_config = shared::config::StoreConfig {
+        rest_url: store_proxy.url(),
+        ..stack.store_config(&stack.service_role_key)
+    };
+    let new_store = || PostgrestStore::new(&store_config, shared::http::client());
+    let max_receives = MAX_RECEIVES.to_string();
+    let engine_config = EngineConfig::from_env(&Env::from_pairs([
+        ("TURN_LEASE_SECONDS", TURN_LEASE_SECONDS),
+        ("TURN_MAX_ATTEMPTS", max_receives.as_str()),
+    ]))?;
     let engine = sandbox::standin_engine(&WorkerConfig {
         engine: engine_config,
+        store: store_config.clone(),
         ..sandbox::worker_config(stack, retell_config, whatsapp.clone())
     });
-    let queue = InProcessQueue::new(
-        Arc::new(KillingWorker {
-            engine,
-            kill_rate: plan.kill_rate,
-            kills: AtomicUsize::new(0),
-        }),
-        // Enough receives to outlast a killed turn's lease several times over.
+    let queue = RefusingQueue::new(InProcessQueue::new(
+        Arc::new(KillingWorker::new(engine, plan.kill_rate)),
         InProcessSettings {
-            retry_delay: Duration::from_millis(400),
-            max_receives: 40,
-            ..InProcessSettings::default()
+            schedule: RetrySchedule::default(),
+            max_receives: MAX_RECEIVES,
+            deduplication_window: Duration::from_secs(5 * 60),
+            invocation_timeout: INVOCATION_TIMEOUT,
         },
-    );
+    ));
     let webhook_config = graph.webhook_config();
     let app_secret = secrecy::ExposeSecret::expose_secret(&webhook_config.app_secret).to_owned();
     Ok(World {
-        webhook: WhatsAppWebhook::new(stack.store(), queue.clone(), &webhook_config),
+        started: Instant::now(),
+        webhook: WhatsAppWebhook::new(new_store(), queue.clone(), &webhook_config),
         form: FormIntake::new(
-            stack.store(),
+            new_store(),
             queue.clone(),
             FormConfig {
                 shared_secret: FORM_SECRET.to_owned().into(),
@@ -397,7 +409,9 @@ fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
                 outreach_daily_limit: FormConfig::DEFAULT_OUTREACH_DAILY_LIMIT,
             },
         ),
+        sweep_store: new_store(),
         queue,
+        store_proxy,
         retell,
         graph,
         app_secret,
@@ -405,26 +419,96 @@ fn assemble(plan: &ChaosPlan, stack: &LocalStack) -> Result<World> {
         duplicate_deliveries: AtomicUsize::new(0),
         late_deliveries: AtomicUsize::new(0),
         form_posts: AtomicUsize::new(0),
-        delivered: Mutex::new(HashSet::new()),
+        first_attempts: Mutex::new(HashMap::new()),
+        delivered: Mutex::new(HashMap::new()),
+        not_taken: Mutex::new(HashSet::new()),
+        forms: Mutex::new(HashMap::new()),
         chats_ended: Mutex::new(HashMap::new()),
+        windows: Mutex::new(Vec::new()),
+        window_times: Mutex::new(Vec::new()),
+        sweeper: Mutex::new(SweeperReport::default()),
+        faults_ended: Mutex::new(None),
     })
+}
+
+/// A background task of the run, stopped when the run ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The sweeper, as the scheduled rule runs it in AWS (every minute there, every second here).
+async fn sweep(world: Arc<World>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let outcome =
+            shared::sweep::requeue_stranded_work(&world.sweep_store, &world.queue, SWEEP_GRACE)
+                .await;
+        let mut report = lock(&world.sweeper);
+        report.runs += 1;
+        match outcome {
+            Ok(swept) => {
+                report.turns += swept.turns;
+                report.submissions += swept.submissions;
+                report.gave_up += swept.gave_up;
+                if swept.not_queued > 0 {
+                    report.failed_runs += 1;
+                }
+            }
+            Err(_) => report.failed_runs += 1,
+        }
+    }
+}
+
+/// Takes away what `outage` names for its length, at its time, and records the window.
+async fn take_away(world: Arc<World>, outage: Outage) {
+    tokio::time::sleep_until((world.started + outage.start).into()).await;
+    let refused = |world: &World| match outage.kind {
+        OutageKind::Store => world.store_proxy.refused(),
+        OutageKind::Queue => world.queue.refused(),
+        OutageKind::WhatsAppToken => world.graph.request_count(),
+        // Retell's requests are counted from its records below.
+        OutageKind::RetellPayment => 0,
+    };
+    let before = refused(&world);
+    let start = Instant::now();
+    let end = match outage.kind {
+        OutageKind::Store => world.store_proxy.fail_for(outage.length),
+        OutageKind::Queue => world.queue.outage().fail_for(outage.length),
+        OutageKind::WhatsAppToken => world.graph.fail_for(outage.length, GraphFault::Code(190)),
+        OutageKind::RetellPayment => world
+            .retell
+            .fail_for(outage.length, RetellFault::PaymentRequired),
+    };
+    tokio::time::sleep_until(end.into()).await;
+    let refused = match outage.kind {
+        OutageKind::RetellPayment => check::retell_requests(&world.retell)
+            .iter()
+            .filter(|r| r.status == 402)
+            .count(),
+        _ => refused(&world) - before,
+    };
+    lock(&world.window_times).push((outage.kind, start, end));
+    lock(&world.windows).push(WindowReport {
+        kind: outage.kind,
+        from: start - world.started,
+        to: end - world.started,
+        refused,
+        caught_up_after: None,
+    });
 }
 
 /// One customer: maybe the form (sometimes twice), then bursts of 3–5 messages within a second,
 /// each burst delivered in shuffled order, some messages only after later ones, some again.
-/// Returns whether the customer sent the form.
-async fn customer_writes(
-    world: &Arc<World>,
-    plan: &ChaosPlan,
-    customer: &Customer,
-) -> Result<bool> {
-    // Customers do not all arrive at once.
-    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..2_000))).await;
-    let sends_form = fastrand::f64() < plan.form_rate;
-    if sends_form {
-        post_form(world, customer).await?;
+async fn customer_writes(world: &Arc<World>, plan: &ChaosPlan, customer: &Customer) -> Result<()> {
+    if fastrand::f64() < plan.form_rate {
+        let patient = fastrand::f64() >= plan.form_give_up_rate;
+        post_form(world, customer, patient).await?;
         if fastrand::f64() < plan.duplicate_rate {
-            post_form(world, customer).await?;
+            post_form(world, customer, patient).await?;
         }
         // The customer answers the template a little later.
         tokio::time::sleep(Duration::from_millis(fastrand::u64(200..1_500))).await;
@@ -439,7 +523,7 @@ async fn customer_writes(
         let mut burst: Vec<TextMessage> = (sent..sent + size)
             .map(|n| TextMessage {
                 wa_id: customer.wa_id.clone(),
-                wamid: format!("wamid.chaos.{}.{n}", customer.key),
+                wamid: customer.wamid(n),
                 timestamp: now,
                 text: format!("hola {}", customer.token(n)),
             })
@@ -476,7 +560,7 @@ async fn customer_writes(
     for delivery in later {
         delivery.await.context("a later delivery panicked")??;
     }
-    Ok(sends_form)
+    Ok(())
 }
 
 /// Delivers `message` after `delay`, counted where `counter` says (a duplicate, a late one).
@@ -495,26 +579,52 @@ fn deliver_later(
     })
 }
 
-/// One webhook POST, repeated as Meta does until it gets a 200.
+/// The wait before retry `n` (0-based) of a client that backs off as Meta does, with jitter.
+fn backoff(n: u32) -> Duration {
+    let wait = FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(n))
+        .min(LONGEST_RETRY);
+    wait.mul_f64(0.75 + 0.5 * fastrand::f64())
+}
+
+/// One webhook POST, repeated as Meta does until it gets a 200 (for the run's two minutes).
 async fn deliver(world: &World, message: &TextMessage) -> Result<()> {
     let body = text_delivery(std::slice::from_ref(message));
     let signature = signature(body.as_bytes(), &world.app_secret);
     let request = http::Request::post("/whatsapp")
         .header(SIGNATURE_HEADER, signature)
         .body(body)?;
-    for _ in 0..30 {
+    let first = Instant::now();
+    lock(&world.first_attempts)
+        .entry(message.wamid.clone())
+        .or_insert(first);
+    for retry in 0.. {
         world.deliveries.fetch_add(1, Ordering::Relaxed);
         let answer = world.webhook.handle(&request).await;
         if answer.status() == StatusCode::OK {
-            lock(&world.delivered).insert(message.wamid.clone());
+            lock(&world.delivered)
+                .entry(message.wamid.clone())
+                .or_insert_with(Instant::now);
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        anyhow::ensure!(
+            answer.status().is_server_error(),
+            "the webhook refused {}: {} {}",
+            message.wamid,
+            answer.status(),
+            answer.body()
+        );
+        if first.elapsed() >= CLIENT_RETRIES_FOR {
+            break;
+        }
+        tokio::time::sleep(backoff(retry)).await;
     }
-    anyhow::bail!("the webhook never took {}", message.wamid)
+    lock(&world.not_taken).insert(message.wamid.clone());
+    Ok(())
 }
 
-async fn post_form(world: &World, customer: &Customer) -> Result<()> {
+/// The form, posted until it is taken; an impatient client gives up after the first 5xx.
+async fn post_form(world: &World, customer: &Customer, patient: bool) -> Result<()> {
     let body = json!({ "name": format!("Cliente {}", customer.index), "phone": customer.phone,
                        "consent": true, "producto": "seguro de auto" })
     .to_string();
@@ -522,10 +632,22 @@ async fn post_form(world: &World, customer: &Customer) -> Result<()> {
         .header(CONTENT_TYPE, "application/json")
         .header(AUTHORIZATION, format!("Bearer {FORM_SECRET}"))
         .body(body)?;
-    for _ in 0..30 {
+    let first = Instant::now();
+    lock(&world.forms)
+        .entry(customer.key.clone())
+        .or_insert(FormClient {
+            first_attempt: first,
+            accepted: false,
+            abandoned: false,
+        });
+    for retry in 0.. {
         world.form_posts.fetch_add(1, Ordering::Relaxed);
         let answer = world.form.handle(&request).await;
         if answer.status() == StatusCode::ACCEPTED {
+            let mut forms = lock(&world.forms);
+            let client = forms.get_mut(&customer.key).expect("recorded above");
+            client.accepted = true;
+            client.abandoned = false;
             return Ok(());
         }
         anyhow::ensure!(
@@ -534,9 +656,15 @@ async fn post_form(world: &World, customer: &Customer) -> Result<()> {
             answer.status(),
             answer.body()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !patient || first.elapsed() >= CLIENT_RETRIES_FOR {
+            break;
+        }
+        tokio::time::sleep(backoff(retry)).await;
     }
-    anyhow::bail!("the form of customer {} was never taken", customer.index)
+    let mut forms = lock(&world.forms);
+    let client = forms.get_mut(&customer.key).expect("recorded above");
+    client.abandoned = !client.accepted;
+    Ok(())
 }
 
 fn end_current_chat(world: &World, customer: &Customer) {
@@ -558,244 +686,6 @@ fn end_current_chat(world: &World, customer: &Customer) {
 
 fn chat_customer(chat: &StandInChat) -> Option<&str> {
     chat.metadata.as_ref()?.get("customer_key")?.as_str()
-}
-
-/// The label the Retell stand-in puts on a reply: `[chat · turno N]`.
-fn reply_label(text: &str) -> Option<(&str, usize)> {
-    let label = text.strip_prefix('[')?.split(']').next()?;
-    let (chat, turn) = label.split_once(" · turno ")?;
-    Some((chat, turn.parse().ok()?))
-}
-
-/// What the run left behind: the database's rows and the stand-ins' records.
-struct Records {
-    /// Inbound messages by wamid: (state, failure reason).
-    stored: HashMap<String, (String, String)>,
-    chats: Vec<StandInChat>,
-    accepted: Vec<AcceptedMessage>,
-    delivered: HashSet<String>,
-    chats_ended: HashMap<String, usize>,
-    /// Form submissions neither started nor failed.
-    forms_unfinished: usize,
-}
-
-impl Records {
-    async fn read(world: &World, stack: &LocalStack, keys: &[&str]) -> Result<Records> {
-        let db = stack.database().await?;
-        let rows = db
-            .query(
-                "select wamid, state, coalesce(failure_reason, '') from public.whatsapp_messages \
-                 where direction = 'inbound' and customer_key::text = any($1)",
-                &[&keys],
-            )
-            .await
-            .context("reading the inbound messages")?;
-        let forms_unfinished = db
-            .query(
-                "select 1 from public.form_submissions \
-                 where customer_key::text = any($1) and status not in ('started', 'failed')",
-                &[&keys],
-            )
-            .await
-            .context("reading the form submissions")?
-            .len();
-        Ok(Records {
-            stored: rows
-                .iter()
-                .map(|row| (row.get(0), (row.get(1), row.get(2))))
-                .collect(),
-            chats: world.retell.chats(),
-            accepted: world.graph.accepted(),
-            delivered: lock(&world.delivered).clone(),
-            chats_ended: lock(&world.chats_ended).clone(),
-            forms_unfinished,
-        })
-    }
-
-    fn chats_of<'r>(&'r self, customer: &'r Customer) -> impl Iterator<Item = &'r StandInChat> {
-        self.chats
-            .iter()
-            .filter(|chat| chat_customer(chat) == Some(customer.key.as_str()))
-    }
-}
-
-async fn check(
-    world: &World,
-    stack: &LocalStack,
-    customers: &[Customer],
-    forms: usize,
-    started: Instant,
-) -> Result<ChaosReport> {
-    let keys: Vec<&str> = customers.iter().map(|c| c.key.as_str()).collect();
-    let records = Records::read(world, stack, &keys).await?;
-    let mut report = ChaosReport::default();
-    report.violations.forms_unfinished = records.forms_unfinished;
-    report.violations.dead_letters = world.queue.dead_letters().len();
-    let mut messages = 0;
-    let mut replies = 0;
-    for customer in customers {
-        let customer_replies: Vec<&str> = records
-            .accepted
-            .iter()
-            .filter(|m| m.to == format!("+{}", customer.key) && m.message_type == "text")
-            .map(|m| m.text.as_str())
-            .collect();
-        replies += customer_replies.len();
-        messages += check_messages(&mut report, &records, customer, &customer_replies);
-        check_reply_order(&mut report, &records, customer, &customer_replies);
-        check_chats(&mut report, &records, customer);
-    }
-
-    let retell_requests: Vec<RetellRequest> = [
-        RetellOperation::CreateChat,
-        RetellOperation::CreateChatCompletion,
-        RetellOperation::GetChat,
-        RetellOperation::EndChat,
-    ]
-    .into_iter()
-    .flat_map(|op| world.retell.requests(op))
-    .collect();
-    let graph_requests = world.graph.request_count();
-    report.volume = Volume {
-        customers: customers.len(),
-        messages,
-        deliveries: world.deliveries.load(Ordering::Relaxed),
-        duplicate_deliveries: world.duplicate_deliveries.load(Ordering::Relaxed),
-        late_deliveries: world.late_deliveries.load(Ordering::Relaxed),
-        forms,
-        form_posts: world.form_posts.load(Ordering::Relaxed),
-        jobs_run: world.queue.stats().receives,
-        workers_killed: world.queue.handler().kills.load(Ordering::Relaxed),
-        chats_ended_by_retell: records.chats_ended.values().sum(),
-        retell_requests: retell_requests.len(),
-        // Status 0: the client gave up waiting.
-        retell_failures: retell_requests
-            .iter()
-            .filter(|r| !matches!(r.status, 200 | 201 | 204))
-            .count(),
-        graph_requests,
-        graph_failures: graph_requests
-            .saturating_sub(records.accepted.len() + world.graph.read_receipts().len()),
-        replies,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok(report)
-}
-
-/// Each message the webhook acknowledged: stored, answered by exactly one reply (or failed
-/// with a reason), given to the agent once. Returns how many there were.
-fn check_messages(
-    report: &mut ChaosReport,
-    records: &Records,
-    customer: &Customer,
-    replies: &[&str],
-) -> usize {
-    // Each text the agent was given, with the chat it went to (to tell a retry from a restart).
-    let user_turns: Vec<(String, &str)> = records
-        .chats_of(customer)
-        .flat_map(|chat| {
-            let chat_id = chat.chat_id.as_str();
-            chat.contents("user").into_iter().map(move |t| (t, chat_id))
-        })
-        .collect();
-    let wamid_prefix = format!("wamid.chaos.{}.", customer.key);
-    let written: Vec<usize> = records
-        .delivered
-        .iter()
-        .filter_map(|w| w.strip_prefix(&wamid_prefix)?.parse().ok())
-        .collect();
-    for n in &written {
-        let token = customer.token(*n);
-        let Some((state, reason)) = records.stored.get(&format!("{wamid_prefix}{n}")) else {
-            report.violations.lost += 1;
-            report.example(format!("{token} was acknowledged but never stored"));
-            continue;
-        };
-        let given_to_agent: Vec<&(String, &str)> = user_turns
-            .iter()
-            .filter(|(text, _)| text.contains(&token))
-            .collect();
-        let answers: BTreeSet<&str> = replies
-            .iter()
-            .copied()
-            .filter(|r| r.contains(&token))
-            .collect();
-        match state.as_str() {
-            "answered" if answers.is_empty() => {
-                report.violations.lost += 1;
-                report.example(format!("{token} is answered but no reply carries it"));
-            }
-            "answered" => report.answered += 1,
-            "failed" => *report.failed.entry(reason.clone()).or_default() += 1,
-            other => {
-                report.violations.lost += 1;
-                report.example(format!("{token} is still {other}"));
-            }
-        }
-        if given_to_agent.len() > 1 || answers.len() > 1 {
-            report.violations.answered_twice += 1;
-            report.example(format!(
-                "{token} went to the agent as {given_to_agent:?} (text, chat) and into {} replies; \
-                 the customer's chats: {:?}",
-                answers.len(),
-                records
-                    .chats_of(customer)
-                    .map(|chat| (&chat.chat_id, &chat.status))
-                    .collect::<Vec<_>>()
-            ));
-        }
-    }
-    written.len()
-}
-
-/// Replies reach the customer in the order of their turns: (the chat's place, the turn in it),
-/// as the Retell stand-in labels them. A part accepted again is counted, not judged.
-fn check_reply_order(
-    report: &mut ChaosReport,
-    records: &Records,
-    customer: &Customer,
-    replies: &[&str],
-) {
-    let mut last: Option<(usize, usize)> = None;
-    let mut seen = HashSet::new();
-    for reply in replies {
-        let Some((chat, turn)) = reply_label(reply) else {
-            continue;
-        };
-        if !seen.insert(*reply) {
-            report.parts_resent_after_kills += 1;
-            continue;
-        }
-        // Chat ids grow with creation: their order is the chats' order.
-        let chat_place = records.chats.iter().position(|c| c.chat_id == chat);
-        let position = (chat_place.unwrap_or(usize::MAX), turn);
-        if last.is_some_and(|last| position < last) {
-            report.violations.replies_out_of_order += 1;
-            report.example(format!(
-                "out of order for customer {}: {reply}",
-                customer.index
-            ));
-        }
-        last = Some(position);
-    }
-}
-
-/// One chat carries the conversation, and one more for each chat Retell ended. An empty chat is
-/// a create-chat whose answer never came back (a timeout, a kill): nothing ever went to it.
-fn check_chats(report: &mut ChaosReport, records: &Records, customer: &Customer) {
-    let (conversation, empty): (Vec<_>, Vec<_>) = records
-        .chats_of(customer)
-        .partition(|chat| !chat.messages.is_empty());
-    report.empty_chats += empty.len();
-    let allowed = 1 + records.chats_ended.get(&customer.key).copied().unwrap_or(0);
-    if conversation.len() > allowed {
-        report.violations.extra_chats += conversation.len() - allowed;
-        report.example(format!(
-            "customer {} has {} chats",
-            customer.index,
-            conversation.len()
-        ));
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -282,6 +282,8 @@ fn lambda_function(
         }
         CONVERSATION_WORKER => {
             let (retell, whatsapp) = (services.retell.clone(), services.whatsapp.clone());
+            // Where it gives failed records back and the sweeper queues.
+            env.extend(queue);
             env.extend([
                 ("RETELL_API_KEY", retell_standin::API_KEY.to_owned()),
                 ("RETELL_AGENT_ID", retell.agent_id),

@@ -202,7 +202,8 @@ impl World {
             whatsapp_user_id: None,
             profile_name: Some("Cliente".into()),
         };
-        self.store.record_inbound(&[message]).await?;
+        // The path production takes: the webhook records a delivery with record_webhook.
+        self.store.record_webhook(&[message], &[], &[], &[]).await?;
         Ok(TurnJob::TakeTurn { customer_key })
     }
 }

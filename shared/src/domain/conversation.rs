@@ -239,6 +239,10 @@ pub struct ClaimedMessage {
     pub sent_at: DateTime<Utc>,
     /// How many turns have taken this message, this one included.
     pub attempts: u32,
+    /// An earlier turn with this message failed (its reason is kept), counted or not: the
+    /// agent may have it already.
+    #[serde(default)]
+    pub failed_before: bool,
 }
 
 /// The messages one turn answers, with the session as it was when claimed.
@@ -329,6 +333,36 @@ pub struct TurnFailure {
     pub released: u32,
     /// Messages marked failed.
     pub failed: u32,
+}
+
+/// What becomes of a failed turn's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnRetry {
+    /// They are marked failed, with the reason.
+    No,
+    /// They wait for the next turn, expected in `delay` (the job's retry): a minute after that,
+    /// if no turn has taken them, the sweeper queues the customer again. Messages put back are
+    /// never given up by a claim, whatever their attempts. `count_attempt: false` gives the
+    /// claim's attempt back, for a turn put back through no fault of its messages (out of time,
+    /// an account-wide failure).
+    After {
+        delay: std::time::Duration,
+        count_attempt: bool,
+    },
+}
+
+/// What the sweeper found that nothing would take, for it to queue, each customer and
+/// submission once; and what it gave up for having waited too long.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StrandedWork {
+    /// Customers with waiting messages and no live turn, oldest waiting message first.
+    pub turns: Vec<CustomerKey>,
+    /// Form submissions queued and not started, oldest first.
+    pub submissions: Vec<(SubmissionId, CustomerKey)>,
+    /// Inbound messages failed for having waited too long.
+    pub gave_up_messages: u64,
+    /// Queued submissions failed for not having started in time.
+    pub gave_up_submissions: u64,
 }
 
 /// WhatsApp's delivery status of an outbound message. `Accepted` is ours: the Graph API took

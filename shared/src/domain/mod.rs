@@ -2,11 +2,13 @@
 
 mod conversation;
 mod customer_key;
+mod failure;
 mod form;
 mod ids;
 
 pub use conversation::*;
 pub use customer_key::{CustomerKey, CustomerKeyError, PhoneNumber};
+pub use failure::{AccountProblem, FailureCause};
 pub use form::{
     AllowedFields, CustomerName, ExtraField, ExtraFieldError, FORM_OWN_FIELDS, FieldName,
     NameError, RESERVED_FIELDS,

@@ -8,16 +8,19 @@ mod start;
 mod turn;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::agent::{AgentError, ChatAgent, NewChat};
 use crate::config::{EngineConfig, WhatsAppConfig, WorkerConfig};
-use crate::domain::{ChatId, CustomerKey, OutboundMessage, Session};
+use crate::domain::{AccountProblem, ChatId, CustomerKey, FailureCause, OutboundMessage, Session};
 use crate::messenger::{Messenger, MessengerError, SentMessage, Template};
-use crate::queue::{JobDisposition, JobHandler, TurnJob};
+use crate::metrics::{Figures, Metric};
+use crate::queue::{JobDisposition, JobHandler, Receipt, TurnJob};
 use crate::retell::RetellClient;
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, RetrySchedule};
 use crate::store::{PostgrestStore, SessionStore, StoreError};
 use crate::whatsapp::GraphClient;
 
@@ -47,13 +50,17 @@ impl BridgeEngine {
     /// The engine as the worker builds it at INIT, every client sharing `http`. The tests,
     /// `make dev` and the chaos run build theirs here too, from a configuration of their own.
     pub fn from_config(config: &WorkerConfig, http: reqwest::Client) -> Self {
-        Engine::new(
+        let mut engine = Engine::new(
             PostgrestStore::new(&config.store, http.clone()),
             RetellClient::new(&config.retell, http.clone()),
             GraphClient::new(&config.whatsapp, http),
             config.engine.clone(),
             TemplateConfig::from(&config.whatsapp),
-        )
+        );
+        // A reply, and the template should WhatsApp want one instead.
+        engine.send_reserve = config.whatsapp.request_timeout * 2;
+        engine.answer_wait = config.retell.completion_timeout;
+        engine
     }
 
     /// Both clients retrying by `policy`, the Graph client's pair rate limit counted in
@@ -77,6 +84,32 @@ pub struct Engine<S, A, M> {
     messenger: M,
     config: EngineConfig,
     template: TemplateConfig,
+    /// The queue's schedule, so that a failed turn tells the sweeper when its retry is due.
+    schedule: RetrySchedule,
+    /// The time kept for sending once the agent has answered: the completion gets what is left.
+    send_reserve: Duration,
+    /// How long Retell may take to answer a completion (the client's timeout): a text it took
+    /// longer ago than this and left unanswered was answered with silence.
+    answer_wait: Duration,
+}
+
+/// The least a completion is given: with less time left the turn is put back for the next
+/// invocation instead.
+const SHORTEST_COMPLETION: Duration = Duration::from_secs(5);
+
+/// When the invocation ends, as a step sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(Instant);
+
+impl Deadline {
+    fn remaining(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
+    /// What is left after keeping `reserve`, if that is at least `least`.
+    fn left_after(self, reserve: Duration, least: Duration) -> Option<Duration> {
+        Some(self.remaining().checked_sub(reserve)?).filter(|left| *left >= least)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,18 +127,44 @@ pub enum EngineError {
     /// Another caller attached a chat and the store did not say which.
     #[error("the customer's chat changed under us and no current chat was reported")]
     ChatLost,
+    /// The invocation has too little time left for the next step: it is put back whole.
+    #[error("too little time left in this invocation; put back for the next one")]
+    OutOfTime,
 }
 
 impl EngineError {
-    /// Worth running the job again later.
-    pub fn is_transient(&self) -> bool {
-        match self {
+    /// What the failure means for the messages and the job.
+    pub fn cause(&self) -> FailureCause {
+        let account_problem = match self {
+            Self::Store(StoreError::Unauthorized(_)) => Some(AccountProblem::StoreKey),
+            Self::Agent(e) => e.account_problem(),
+            Self::Messenger(e) => e.account_problem(),
+            _ => None,
+        };
+        if let Some(problem) = account_problem {
+            return FailureCause::AccountWide(problem);
+        }
+        let transient = match self {
             Self::Store(e) => e.is_transient(),
             Self::Agent(e) => e.is_transient(),
             Self::Messenger(e) => e.is_transient(),
-            Self::ChatLost => true,
-            Self::UnansweredCompletion => false,
+            // The next try reads the chat back and finds the answer once Retell has it.
+            Self::UnansweredCompletion | Self::ChatLost | Self::OutOfTime => true,
+        };
+        match (transient, self) {
+            (true, Self::Agent(AgentError::RateLimited { retry_after })) => {
+                FailureCause::Transient {
+                    not_before: *retry_after,
+                }
+            }
+            (true, _) => FailureCause::Transient { not_before: None },
+            (false, _) => FailureCause::Permanent,
         }
+    }
+
+    /// Worth running the job again later.
+    pub fn is_transient(&self) -> bool {
+        self.cause().is_retried()
     }
 }
 
@@ -123,7 +182,16 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             messenger,
             config,
             template,
+            schedule: RetrySchedule::default(),
+            send_reserve: Duration::from_secs(20),
+            answer_wait: Duration::from_secs(120),
         }
+    }
+
+    /// The queue's retry schedule, when it is not the production one (the tests').
+    pub fn with_schedule(mut self, schedule: RetrySchedule) -> Self {
+        self.schedule = schedule;
+        self
     }
 
     pub fn store(&self) -> &S {
@@ -193,51 +261,171 @@ where
     A: ChatAgent + 'static,
     M: Messenger + 'static,
 {
-    async fn handle(&self, job: TurnJob) -> JobDisposition {
-        let span = tracing::info_span!("job", customer = %job.customer_key().masked());
-        self.run(job).instrument(span).await
+    async fn handle(&self, job: TurnJob, receipt: Receipt) -> JobDisposition {
+        let span = tracing::info_span!(
+            "job",
+            customer = %job.customer_key().masked(),
+            receive = receipt.receive
+        );
+        self.run(job, receipt).instrument(span).await
     }
 }
 
 impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
-    async fn run(&self, job: TurnJob) -> JobDisposition {
+    async fn run(&self, job: TurnJob, receipt: Receipt) -> JobDisposition {
         let customer = job.customer_key().clone();
-        match job {
-            TurnJob::StartConversation { submission_id, .. } => match self
-                .start_conversation(submission_id)
+        let deadline = Deadline(receipt.deadline);
+        let result = match job {
+            TurnJob::StartConversation { submission_id, .. } => self
+                .start_conversation_by(submission_id, deadline)
                 .await
-            {
-                Ok(outcome) => {
-                    tracing::info!(?outcome, "conversation start");
-                    JobDisposition::Done
+                .map(|outcome| tracing::info!(?outcome, "conversation start")),
+            TurnJob::TakeTurn { .. } => {
+                match self
+                    .take_turn_by(&customer, deadline, receipt.receive)
+                    .await
+                {
+                    Ok(TurnOutcome::Busy { lease_left }) => {
+                        return JobDisposition::retry_after(
+                            "another turn holds the customer",
+                            lease_left,
+                        );
+                    }
+                    Ok(outcome) => {
+                        tracing::info!(?outcome, "turn");
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
                 }
-                Err(error) if error.is_transient() => JobDisposition::RetryLater(error.to_string()),
-                Err(error) => {
-                    tracing::error!(%error, "the conversation could not be started");
+            }
+        };
+        let Err(error) = result else {
+            return JobDisposition::Done;
+        };
+        let cause = error.cause();
+        if matches!(error, EngineError::OutOfTime) {
+            Figures::new().add(Metric::DeadlineReleases, 1.0).emit();
+        } else {
+            for figures in Figures::failure(cause) {
+                figures.emit();
+            }
+        }
+        match cause {
+            FailureCause::Permanent => {
+                tracing::error!(%error, "the job failed for good");
+                if let TurnJob::StartConversation { submission_id, .. } = job {
                     if let Err(store_error) = self
                         .store
                         .fail_form_submission(submission_id, &error.to_string())
                         .await
                     {
-                        return JobDisposition::RetryLater(store_error.to_string());
+                        return JobDisposition::retry(store_error.to_string());
                     }
-                    JobDisposition::Done
                 }
-            },
-            TurnJob::TakeTurn { .. } => match self.take_turn(&customer).await {
-                Ok(TurnOutcome::Busy) => {
-                    JobDisposition::RetryLater("another turn holds the customer".into())
-                }
-                Ok(outcome) => {
-                    tracing::info!(?outcome, "turn");
-                    JobDisposition::Done
-                }
-                Err(error) if error.is_transient() => JobDisposition::RetryLater(error.to_string()),
-                Err(error) => {
-                    tracing::error!(%error, "the turn failed for good");
-                    JobDisposition::Done
-                }
-            },
+                JobDisposition::Done
+            }
+            FailureCause::AccountWide(problem) => {
+                tracing::error!(%error, %problem, "the whole account fails: the job waits and retries");
+                self.retry_job(&job, &error, receipt.receive, None).await
+            }
+            FailureCause::Transient { not_before } => {
+                tracing::warn!(%error, "the job will be retried");
+                self.retry_job(&job, &error, receipt.receive, not_before)
+                    .await
+            }
         }
+    }
+
+    /// How long the queue will wait before the next receive of a job that failed this one.
+    fn retry_delay(&self, receive: u32, not_before: Option<Duration>) -> Duration {
+        self.schedule.delay(receive, not_before)
+    }
+
+    /// Puts a conversation start back for its retry, telling the sweeper when that is due (a
+    /// failed turn told it already, in `fail_turn`).
+    async fn retry_job(
+        &self,
+        job: &TurnJob,
+        error: &EngineError,
+        receive: u32,
+        not_before: Option<Duration>,
+    ) -> JobDisposition {
+        let delay = self.retry_delay(receive, not_before);
+        if let TurnJob::StartConversation { submission_id, .. } = job {
+            if let Err(store_error) = self
+                .store
+                .defer_form_submission(*submission_id, &error.to_string(), delay)
+                .await
+            {
+                // The sweeper still finds the submission queued; it just may not know to wait.
+                tracing::warn!(%store_error, "could not record when the start is retried");
+            }
+        }
+        JobDisposition::RetryLater(crate::queue::Retry {
+            reason: error.to_string(),
+            not_before,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messenger::GraphError;
+    use crate::store::PostgrestError;
+
+    fn graph(code: i64, subcode: Option<i64>) -> EngineError {
+        EngineError::Messenger(MessengerError::Permanent(GraphError {
+            status: 400,
+            code,
+            subcode,
+            message: "x".into(),
+            details: None,
+        }))
+    }
+
+    #[test]
+    fn failures_of_the_whole_account_are_told_from_a_messages_own() {
+        use AccountProblem::*;
+        let account_wide = |error: EngineError| match error.cause() {
+            FailureCause::AccountWide(problem) => Some(problem),
+            _ => None,
+        };
+        assert_eq!(account_wide(graph(190, None)), Some(WhatsAppToken));
+        assert_eq!(account_wide(graph(10, None)), Some(WhatsAppPermission));
+        assert_eq!(account_wide(graph(200, None)), Some(WhatsAppPermission));
+        assert_eq!(account_wide(graph(100, Some(33))), Some(WhatsAppPermission));
+        assert_eq!(
+            account_wide(EngineError::Agent(AgentError::PaymentRequired("".into()))),
+            Some(RetellBilling)
+        );
+        assert_eq!(
+            account_wide(EngineError::Agent(AgentError::Unauthorized("".into()))),
+            Some(RetellKey)
+        );
+        let refused =
+            PostgrestError::from_body(401, b"{\"code\":\"PGRST301\",\"message\":\"JWT\"}");
+        assert_eq!(
+            account_wide(EngineError::Store(StoreError::from_response(refused))),
+            Some(StoreKey)
+        );
+        // A bad parameter, an undeliverable number: this message's, not the account's.
+        assert_eq!(graph(100, None).cause(), FailureCause::Permanent);
+        assert_eq!(graph(131_026, None).cause(), FailureCause::Permanent);
+    }
+
+    #[test]
+    fn a_services_retry_after_is_kept_and_an_unanswered_completion_is_retried() {
+        let limited = EngineError::Agent(AgentError::RateLimited {
+            retry_after: Some(Duration::from_secs(3)),
+        });
+        assert_eq!(
+            limited.cause(),
+            FailureCause::Transient {
+                not_before: Some(Duration::from_secs(3))
+            }
+        );
+        assert!(EngineError::UnansweredCompletion.is_transient());
+        assert!(EngineError::OutOfTime.is_transient());
     }
 }

@@ -1,9 +1,12 @@
 //! A form was submitted: open the conversation with the first-contact template.
 
-use super::{Engine, EngineError, base_variables, metadata, outbound};
+use super::{
+    Deadline, Engine, EngineError, SHORTEST_COMPLETION, base_variables, metadata, outbound,
+};
 use crate::agent::{ChatAgent, NewChat};
 use crate::domain::{OutcomeReason, Session, SubmissionId, SubmissionStatus};
 use crate::messenger::{Messenger, Recipient};
+use crate::metrics::{Figures, Metric};
 use crate::store::SessionStore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,17 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         &self,
         submission_id: SubmissionId,
     ) -> Result<StartOutcome, EngineError> {
+        let deadline = Deadline(tokio::time::Instant::now() + std::time::Duration::from_secs(900));
+        self.start_conversation_by(submission_id, deadline).await
+    }
+
+    /// [`Self::start_conversation`] within an invocation that ends at `deadline`: without the
+    /// time for a chat, its opening and the template, nothing is begun.
+    pub(crate) async fn start_conversation_by(
+        &self,
+        submission_id: SubmissionId,
+        deadline: Deadline,
+    ) -> Result<StartOutcome, EngineError> {
         let Some(submission) = self.store.form_submission(submission_id).await? else {
             tracing::warn!("no such form submission");
             return Ok(StartOutcome::UnknownSubmission);
@@ -53,6 +67,12 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             SubmissionStatus::Queued | SubmissionStatus::Failed => {}
         }
         let customer = &submission.customer_key;
+        if deadline
+            .left_after(self.send_reserve, SHORTEST_COMPLETION)
+            .is_none()
+        {
+            return Err(EngineError::OutOfTime);
+        }
         let session = self.store.session(customer).await?;
         // Consent is final and a person who took over decides, whenever that happened.
         if let Some(reason) = session.as_ref().and_then(not_to_contact) {
@@ -96,7 +116,13 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
 
         if self.config.open_with_empty_completion && fresh_chat {
             // The agent's opening goes into its transcript only: the customer gets the template.
-            let opening = self.agent.complete(&chat_id, "").await?;
+            let limit = deadline
+                .left_after(self.send_reserve, SHORTEST_COMPLETION)
+                .ok_or(EngineError::OutOfTime)?;
+            let opening = self
+                .agent
+                .complete_within(&chat_id, "", Some(limit))
+                .await?;
             tracing::debug!(
                 messages = opening.len(),
                 "agent opening kept out of WhatsApp"
@@ -107,6 +133,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             .messenger
             .send_template(&Recipient::for_customer(customer), &template)
             .await?;
+        Figures::new().add(Metric::TemplatesSent, 1.0).emit();
         self.store
             .complete_form_submission(submission.id, &chat_id, &[outbound(sent)])
             .await?;

@@ -1,21 +1,34 @@
 //! The customer wrote: answer everything they sent that is still waiting, in one turn.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Engine, EngineError, base_variables, metadata, outbound};
+use super::{
+    Deadline, Engine, EngineError, SHORTEST_COMPLETION, base_variables, metadata, outbound,
+};
 use crate::agent::{AgentError, ChatAgent, NewChat};
-use crate::domain::{ChatId, ChatStatus, CustomerKey, Session, Turn, TurnClaim};
+use crate::domain::{
+    ChatId, ChatStatus, CustomerKey, FailureCause, Session, Turn, TurnClaim, TurnRetry,
+};
 use crate::messenger::{Messenger, MessengerError, Recipient};
+use crate::metrics::{Figures, Metric};
 use crate::store::SessionStore;
+
+/// How long a turn's lease outlasts its invocation: a turn whose invocation was cut short frees
+/// its customer seconds after, not after `TURN_LEASE_SECONDS`.
+const LEASE_BEYOND_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The time a turn run outside the queue (the tests, by hand) may take.
+const UNQUEUED_TURN_TIME: Duration = Duration::from_secs(900);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TurnOutcome {
     /// Nothing was waiting (a repeated job, or a later job whose messages an earlier turn took).
     Idle,
-    /// Another turn holds the customer: try again after its lease.
-    Busy,
+    /// Another turn holds the customer: try again after its lease, `lease_left` from now.
+    Busy { lease_left: Duration },
     /// The agent answered; `replies` messages went out (templates included).
     Answered { chat_id: ChatId, replies: usize },
     /// Only a fixed reply went out (opt-out or opt-in confirmation, "text only please").
@@ -37,26 +50,78 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         fields(customer = %customer.masked(), turn = tracing::field::Empty)
     )]
     pub async fn take_turn(&self, customer: &CustomerKey) -> Result<TurnOutcome, EngineError> {
+        let deadline = Deadline(tokio::time::Instant::now() + UNQUEUED_TURN_TIME);
+        self.take_turn_by(customer, deadline, 1).await
+    }
+
+    /// [`Self::take_turn`] within an invocation that ends at `deadline`, as the job's `receive`th
+    /// receive: the lease ends shortly after the invocation, a step that cannot fit puts the turn
+    /// back (not counted as an attempt), and a failed turn tells the sweeper when its retry is due.
+    pub(crate) async fn take_turn_by(
+        &self,
+        customer: &CustomerKey,
+        deadline: Deadline,
+        receive: u32,
+    ) -> Result<TurnOutcome, EngineError> {
+        if deadline
+            .left_after(self.send_reserve, SHORTEST_COMPLETION)
+            .is_none()
+        {
+            return Err(EngineError::OutOfTime);
+        }
+        let lease = self
+            .config
+            .turn_lease
+            .min(deadline.remaining() + LEASE_BEYOND_DEADLINE);
         let turn = match self
             .store
-            .claim_turn(customer, self.config.turn_lease)
+            .claim_turn(customer, lease, self.config.max_attempts)
             .await?
         {
             TurnClaim::Idle => return Ok(TurnOutcome::Idle),
-            TurnClaim::Busy { .. } => return Ok(TurnOutcome::Busy),
+            TurnClaim::Busy {
+                lease_expires_at, ..
+            } => {
+                let lease_left = (lease_expires_at - Utc::now()).to_std().unwrap_or_default();
+                return Ok(TurnOutcome::Busy { lease_left });
+            }
             TurnClaim::Claimed(turn) => turn,
         };
         tracing::Span::current().record("turn", tracing::field::display(turn.turn_id));
-        match self.answer(&turn).await {
-            Ok(outcome) => Ok(outcome),
+        let started = std::time::Instant::now();
+        match self.answer(&turn, deadline).await {
+            Ok(outcome) => {
+                let waited = turn
+                    .messages
+                    .first()
+                    .and_then(|m| (Utc::now() - m.sent_at).to_std().ok());
+                let mut figures = Figures::new()
+                    .add(Metric::Turns, 1.0)
+                    .add(Metric::TurnLatency, started.elapsed().as_secs_f64() * 1e3);
+                if let (Some(waited), TurnOutcome::Answered { .. }) = (waited, &outcome) {
+                    figures = figures.add(Metric::ReplyDelay, waited.as_secs_f64() * 1e3);
+                }
+                figures.emit();
+                Ok(outcome)
+            }
             Err(error) => {
-                let retry = error.is_transient();
+                let retry = match error.cause() {
+                    FailureCause::Permanent => TurnRetry::No,
+                    FailureCause::Transient { not_before } => TurnRetry::After {
+                        delay: self.retry_delay(receive, not_before),
+                        count_attempt: !matches!(error, EngineError::OutOfTime),
+                    },
+                    FailureCause::AccountWide(_) => TurnRetry::After {
+                        delay: self.retry_delay(receive, None),
+                        count_attempt: false,
+                    },
+                };
                 if let Err(store_error) = self
                     .store
                     .fail_turn(turn.turn_id, &error.to_string(), retry)
                     .await
                 {
-                    // The lease runs out instead and another turn takes the messages over.
+                    // The lease runs out instead and the sweeper or the retry takes them over.
                     tracing::warn!(%store_error, "could not record the failed turn");
                 }
                 Err(error)
@@ -64,12 +129,12 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         }
     }
 
-    async fn answer(&self, turn: &Turn) -> Result<TurnOutcome, EngineError> {
+    async fn answer(&self, turn: &Turn, deadline: Deadline) -> Result<TurnOutcome, EngineError> {
         let session = &turn.session;
         if let Some(resume) = &turn.resume {
             let replies =
                 &resume.replies[(resume.replies_sent as usize).min(resume.replies.len())..];
-            return self.deliver(turn, &resume.chat_id, replies).await;
+            return self.deliver(turn, &resume.chat_id, replies, deadline).await;
         }
         // What the customer wrote, with when they sent it.
         let written: Vec<(&str, DateTime<Utc>)> = turn
@@ -97,6 +162,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             .any(|t| self.is_word(t, &self.config.opt_out_words))
         {
             self.store.set_opt_out(&session.customer_key, true).await?;
+            Figures::new().add(Metric::OptOuts, 1.0).emit();
             return self
                 .acknowledge(turn, &self.config.opt_out_confirmation)
                 .await;
@@ -115,17 +181,22 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             }
         }
         // A message claimed before may have reached the agent in a turn that then died.
-        let retried = turn.messages.iter().any(|m| m.attempts > 1);
-        let (chat_id, replies) = self.converse(session, &written, retried).await?;
+        let retried = turn
+            .messages
+            .iter()
+            .any(|m| m.attempts > 1 || m.failed_before);
+        let (chat_id, replies) = self.converse(session, &written, retried, deadline).await?;
         if !self
             .store
             .save_turn_replies(turn.turn_id, &chat_id, &replies)
             .await?
         {
             tracing::warn!("the turn lost its customer to another turn before replying");
-            return Ok(TurnOutcome::Busy);
+            return Ok(TurnOutcome::Busy {
+                lease_left: Duration::ZERO,
+            });
         }
-        self.deliver(turn, &chat_id, &replies).await
+        self.deliver(turn, &chat_id, &replies, deadline).await
     }
 
     /// Sends the customer's texts to their live chat and returns the agent's replies. A chat
@@ -138,6 +209,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         session: &Session,
         written: &[(&str, DateTime<Utc>)],
         retried: bool,
+        deadline: Deadline,
     ) -> Result<(ChatId, Vec<String>), EngineError> {
         let chat_id = match (&session.current_chat_id, session.chat_status) {
             (Some(chat_id), Some(ChatStatus::Ongoing)) => chat_id.clone(),
@@ -154,12 +226,12 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             return Ok((chat_id, earlier));
         }
         let text = join_texts(&unsent);
-        let (chat_id, replies) = match self.complete(&chat_id, &text).await {
+        let (chat_id, replies) = match self.complete(&chat_id, &text, deadline).await {
             Err(EngineError::Agent(AgentError::ChatEnded(reason))) => {
                 let chat_id = self
                     .carry_over(session, Some(&chat_id), &format!("Retell: {reason}"))
                     .await?;
-                let replies = self.complete(&chat_id, &text).await?;
+                let replies = self.complete(&chat_id, &text, deadline).await?;
                 (chat_id, replies)
             }
             answer => (chat_id, answer?),
@@ -191,7 +263,15 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         };
         let replies = agent_texts(&chat.messages[first_user + 1..]);
         if replies.is_empty() {
-            return Err(EngineError::UnansweredCompletion);
+            // Still thinking, or done with nothing to say: only time tells them apart.
+            let last_taken = chat.messages[users[users.len() - 1]].created_timestamp;
+            let since = last_taken.map(|at| Utc::now().timestamp_millis() - at);
+            if since.is_none_or(|ms| ms < self.answer_wait.as_millis() as i64) {
+                return Err(EngineError::UnansweredCompletion);
+            }
+            tracing::warn!(
+                "Retell took these texts long ago and answered nothing: nothing to send"
+            );
         }
         let unsent: Vec<_> = written
             .iter()
@@ -210,8 +290,19 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     /// received, and sending it again would give the agent the customer's words twice: the
     /// chat is read back instead. Received and answered: that answer is used. Received and not
     /// answered: the turn fails for good. Not received: it may be tried again later.
-    async fn complete(&self, chat_id: &ChatId, text: &str) -> Result<Vec<String>, EngineError> {
-        match self.agent.complete(chat_id, text).await {
+    ///
+    /// It gets the time left before the deadline, less what sending needs; with too little left
+    /// the turn is put back before Retell receives anything.
+    async fn complete(
+        &self,
+        chat_id: &ChatId,
+        text: &str,
+        deadline: Deadline,
+    ) -> Result<Vec<String>, EngineError> {
+        let limit = deadline
+            .left_after(self.send_reserve, SHORTEST_COMPLETION)
+            .ok_or(EngineError::OutOfTime)?;
+        match self.agent.complete_within(chat_id, text, Some(limit)).await {
             Ok(messages) => Ok(agent_texts(&messages)),
             Err(AgentError::Timeout) => {
                 let chat = self.agent.get_chat(chat_id).await?;
@@ -265,8 +356,13 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             chat.metadata
                 .insert("previous_chat_id".into(), serde_json::json!(previous));
         }
-        self.open_chat(&session.customer_key, chat, previous, reason)
-            .await
+        let chat_id = self
+            .open_chat(&session.customer_key, chat, previous, reason)
+            .await?;
+        if previous.is_some() {
+            Figures::new().add(Metric::CarryOvers, 1.0).emit();
+        }
+        Ok(chat_id)
     }
 
     /// Sends the agent's replies (free text inside the 24-hour window, else the template once)
@@ -277,6 +373,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         turn: &Turn,
         chat_id: &ChatId,
         replies: &[String],
+        deadline: Deadline,
     ) -> Result<TurnOutcome, EngineError> {
         let session = &turn.session;
         let to = Recipient::for_customer(&session.customer_key);
@@ -285,6 +382,10 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         }
         let mut last_parts = Vec::new();
         for (index, reply) in replies.iter().enumerate() {
+            // What was sent is recorded: the rest goes in the next invocation.
+            if deadline.remaining() < self.send_reserve / 2 {
+                return Err(EngineError::OutOfTime);
+            }
             let parts = match self.messenger.send_text(&to, reply, None).await {
                 Ok(parts) => parts.into_iter().map(outbound).collect::<Vec<_>>(),
                 Err(MessengerError::NeedsTemplate(error)) => {
@@ -324,6 +425,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             .messenger
             .send_template(&Recipient::for_customer(&session.customer_key), &template)
             .await?;
+        Figures::new().add(Metric::TemplatesSent, 1.0).emit();
         self.store
             .complete_turn(
                 turn.turn_id,

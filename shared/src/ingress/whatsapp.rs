@@ -7,8 +7,13 @@
 //! statuses never applied. A customer who stops our marketing messages in WhatsApp
 //! (`user_preferences`) is opted out in the same store call. Meta retries anything else for
 //! days, so a validly signed payload we cannot use is kept for inspection and still answered
-//! 200; only a store or queue outage answers 503, so that Meta delivers again. A delivery
-//! repeated after such a failure records nothing twice and queues what still waits.
+//! 200. So is a delivery the store refuses: each element is read against the store's checks
+//! first, so that one value it would refuse is kept alone; should it still refuse the delivery
+//! (a rule not foreseen here), the delivery is kept whole as unprocessed and answered 200,
+//! rather than have Meta deliver every other customer's messages in it again for days. Only a
+//! store or queue outage, or a store that refuses our key, answers 503, so that Meta delivers
+//! again. A delivery repeated after such a failure records nothing twice and queues what still
+//! waits.
 
 use std::collections::BTreeMap;
 
@@ -22,11 +27,11 @@ use crate::domain::{
     CustomerKey, DeliveryUpdate, InboundMessage, MarketingOptOut, MessageId, UnprocessedEvent,
 };
 use crate::queue::{TurnJob, TurnQueue};
-use crate::store::SessionStore;
+use crate::store::{SessionStore, StoreError};
 use crate::whatsapp::webhook::{
     MESSAGES_FIELD, MarketingPreference, SIGNATURE_HEADER, SignatureError, SubscriptionError,
     SubscriptionQuery, USER_PREFERENCES_FIELD, WHATSAPP_OBJECT, WebhookErrorCause, WebhookEvent,
-    WebhookPayload, events, verify_signature, verify_subscription,
+    WebhookPayload, events, nul_free, nul_free_json, verify_signature, verify_subscription,
 };
 
 /// Meta sends at most 3 MB; a little room above that.
@@ -49,6 +54,10 @@ pub enum WebhookError {
     /// The store or the queue is down: Meta delivers again, and nothing is recorded twice.
     #[error("could not {0}; retry")]
     Unavailable(&'static str),
+    /// The store refused our key or its role (401/403): no delivery can be recorded until the
+    /// deployment is fixed. Meta keeps delivering each one for days, so none is lost meanwhile.
+    #[error("could not store the delivery: the store refused our key; retry")]
+    StoreUnauthorized,
 }
 
 impl DoorError for WebhookError {
@@ -58,7 +67,7 @@ impl DoorError for WebhookError {
             Self::Verification(_) => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::StoreUnauthorized => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -69,6 +78,7 @@ impl DoorError for WebhookError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Signature(_) => "invalid_signature",
             Self::Unavailable(_) => "unavailable",
+            Self::StoreUnauthorized => "store_unauthorized",
         }
     }
 
@@ -113,7 +123,8 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
         };
         answer.unwrap_or_else(|error| {
             match &error {
-                WebhookError::Unavailable(_) => {}
+                // Logged at ERROR with their cause where they happen.
+                WebhookError::Unavailable(_) | WebhookError::StoreUnauthorized => {}
                 refused => tracing::warn!(error = %refused, "webhook refused"),
             }
             error.to_response()
@@ -151,11 +162,11 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             raw_body,
             signature,
         )?;
-        let delivery = Delivery::read(raw_body, &self.phone_number_id);
+        let delivery = Delivery::read(raw_body, &self.phone_number_id).storable();
         if delivery.is_empty() {
             return Ok(text_response(StatusCode::OK, RECEIVED));
         }
-        let recorded = self
+        let recorded = match self
             .store
             .record_webhook(
                 &delivery.messages,
@@ -164,10 +175,13 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
                 &delivery.unprocessed,
             )
             .await
-            .map_err(|error| {
-                tracing::error!(%error, "could not record the webhook: Meta will deliver it again");
-                WebhookError::Unavailable("store the delivery")
-            })?;
+        {
+            Ok(recorded) => recorded,
+            Err(error) if is_refusal(&error) => {
+                return self.keep_refused(raw_body, &delivery, error).await;
+            }
+            Err(error) => return Err(store_failure(error)),
+        };
         // One turn per customer with messages waiting; the first waiting wamid dedupes the job.
         let mut waiting: BTreeMap<&CustomerKey, &MessageId> = BTreeMap::new();
         for message in recorded.messages.iter().filter(|m| m.waiting) {
@@ -197,6 +211,91 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
         );
         Ok(text_response(StatusCode::OK, RECEIVED))
     }
+
+    /// A delivery the store refused though every element was read against its checks: a rule
+    /// not foreseen here, which would refuse it again each time Meta delivers it, for days, and
+    /// every other customer's messages in it with it. It is kept whole, as one unprocessed event
+    /// with the store's reason, and answered 200: its messages are not answered, and the ERROR
+    /// line says so. Should the store refuse even that, the delivery is answered 200 all the
+    /// same, and only the ERROR line is left of it. An outage on the way answers 503 as ever.
+    async fn keep_refused(
+        &self,
+        raw_body: &[u8],
+        delivery: &Delivery,
+        refusal: StoreError,
+    ) -> Result<Response, WebhookError> {
+        let why = match &refusal {
+            StoreError::Rejected(answer) | StoreError::Conflict(answer) => answer.to_string(),
+            other => other.to_string(),
+        };
+        let mut whole = UnprocessedEvent {
+            reason: format!("the store refused the delivery, kept whole: {why}"),
+            payload: whole_payload(raw_body),
+        };
+        nul_free(&mut whole.reason);
+        nul_free_json(&mut whole.payload);
+        let (messages, statuses, opt_outs) = (
+            delivery.messages.len(),
+            delivery.statuses.len(),
+            delivery.opt_outs.len(),
+        );
+        match self
+            .store
+            .record_webhook(&[], &[], &[], std::slice::from_ref(&whole))
+            .await
+        {
+            Ok(_) => tracing::error!(
+                error = %refusal, messages, statuses, opt_outs,
+                "the store refused the delivery: kept whole in unprocessed_webhook_events, \
+                 its messages not answered"
+            ),
+            Err(again) if is_refusal(&again) => {
+                let wamids: Vec<&str> =
+                    delivery.messages.iter().map(|m| m.wamid.as_str()).collect();
+                tracing::error!(
+                    error = %refusal, again = %again, messages, statuses, opt_outs, ?wamids,
+                    bytes = raw_body.len(),
+                    "the store refused the delivery, and again kept whole as unprocessed: it is \
+                     lost, answered 200 so that Meta does not deliver it again for days"
+                );
+            }
+            Err(error) => return Err(store_failure(error)),
+        }
+        Ok(text_response(StatusCode::OK, RECEIVED))
+    }
+}
+
+/// Whether the store refused what we sent, so that sending it again would be refused again:
+/// a check (4xx), or a key that clashes (409: `record_webhook` writes with `on conflict`
+/// everywhere, so a clash is a rule not foreseen, as deterministic as a check).
+fn is_refusal(error: &StoreError) -> bool {
+    matches!(error, StoreError::Rejected(_) | StoreError::Conflict(_))
+}
+
+/// What a store call that failed for another reason answers Meta: 503, so that it delivers
+/// again, with the cause at ERROR. A refused key is every delivery's failure, not this one's:
+/// Meta keeps delivering for days, time to fix the deployment.
+fn store_failure(error: StoreError) -> WebhookError {
+    match error {
+        StoreError::Unauthorized(_) => {
+            tracing::error!(
+                %error,
+                "the store refused our key: no delivery is recorded until the deployment is \
+                 fixed; Meta will deliver this one again"
+            );
+            WebhookError::StoreUnauthorized
+        }
+        error => {
+            tracing::error!(%error, "could not record the webhook: Meta will deliver it again");
+            WebhookError::Unavailable("store the delivery")
+        }
+    }
+}
+
+/// The whole body as JSON, or as text when it is not JSON.
+fn whole_payload(raw_body: &[u8]) -> Value {
+    serde_json::from_slice(raw_body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw_body).into_owned()))
 }
 
 /// What one delivery carries, sorted for the store.
@@ -214,6 +313,33 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The delivery with every U+0000 (`\u0000` in Meta's JSON, or a NUL byte in a body that
+    /// is not JSON) replaced by U+FFFD: PostgreSQL's `text` and `jsonb` cannot hold it, and one
+    /// in a message would have the store refuse the whole delivery.
+    pub fn storable(mut self) -> Delivery {
+        let text = |text: &mut Option<String>| text.iter_mut().for_each(nul_free);
+        let json = |json: &mut Option<Value>| json.iter_mut().for_each(nul_free_json);
+        for message in &mut self.messages {
+            text(&mut message.body);
+            text(&mut message.profile_name);
+            text(&mut message.wa_id);
+            text(&mut message.whatsapp_user_id);
+            json(&mut message.payload);
+        }
+        for status in &mut self.statuses {
+            json(&mut status.errors);
+        }
+        for opt_out in &mut self.opt_outs {
+            text(&mut opt_out.wa_id);
+            text(&mut opt_out.whatsapp_user_id);
+        }
+        for event in &mut self.unprocessed {
+            nul_free(&mut event.reason);
+            nul_free_json(&mut event.payload);
+        }
+        self
+    }
+
     /// Whether the delivery carries nothing at all.
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
@@ -224,16 +350,17 @@ impl Delivery {
 
     /// Sorts a webhook body (already authenticated) into messages, statuses, opt-outs and the
     /// rest. Only changes about `our_phone_number_id` count: see [`set_apart_other_numbers`].
+    /// Each element is read against the store's checks; see also [`Delivery::storable`].
     pub fn read(raw_body: &[u8], our_phone_number_id: &str) -> Delivery {
         let mut payload: WebhookPayload = match serde_json::from_slice(raw_body) {
             Ok(payload) => payload,
             Err(error) => {
-                let payload = serde_json::from_slice(raw_body).unwrap_or_else(|_| {
-                    Value::String(String::from_utf8_lossy(raw_body).into_owned())
-                });
                 let reason = format!("unreadable payload: {error}");
                 return Delivery {
-                    unprocessed: vec![UnprocessedEvent { reason, payload }],
+                    unprocessed: vec![UnprocessedEvent {
+                        reason,
+                        payload: whole_payload(raw_body),
+                    }],
                     ..Delivery::default()
                 };
             }
@@ -480,6 +607,95 @@ mod tests {
         assert!(resumed.reason.contains("resumed"), "{}", resumed.reason);
         assert_eq!(resumed.payload["wa_id"], "5491112345678");
         assert!(!delivery.is_empty());
+    }
+
+    #[test]
+    fn a_nul_anywhere_becomes_the_replacement_character_before_the_store() {
+        let mut message = text("wamid.NUL", "5215512345678");
+        message["text"]["body"] = json!("ho\u{0}la");
+        let mut failed = status("wamid.OUT");
+        failed["status"] = json!("failed");
+        failed["errors"] = json!([{ "code": 131000, "title": "x\u{0}" }]);
+        let payload = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "waba", "changes": [
+            change("messages", Some(OURS), json!({
+                "contacts": [{ "profile": { "name": "A\u{0}na" }, "wa_id": "5215512345678" }],
+                "messages": [message, text("wamid.\u{0}", "5215512345678")],
+                "statuses": [failed]
+            }))
+        ]}]});
+        let delivery = read(payload).storable();
+        let [message] = delivery.messages.as_slice() else {
+            panic!("{:?}", delivery.messages);
+        };
+        assert_eq!(message.body.as_deref(), Some("ho\u{FFFD}la"));
+        assert_eq!(message.profile_name.as_deref(), Some("A\u{FFFD}na"));
+        assert_eq!(
+            message.payload.as_ref().unwrap()["text"]["body"],
+            "ho\u{FFFD}la"
+        );
+        assert_eq!(
+            delivery.statuses[0].errors.as_ref().unwrap()[0]["title"],
+            "x\u{FFFD}"
+        );
+        // A wamid with a NUL is no wamid: kept, and storable too.
+        let [bad_wamid] = delivery.unprocessed.as_slice() else {
+            panic!("{:?}", delivery.unprocessed);
+        };
+        assert_eq!(bad_wamid.payload["id"], "wamid.\u{FFFD}");
+        assert!(!bad_wamid.reason.contains('\0'), "{}", bad_wamid.reason);
+
+        // A body that is not JSON, with a NUL byte.
+        let delivery = Delivery::read(b"{not\0json", OURS).storable();
+        assert_eq!(delivery.unprocessed[0].payload, json!("{not\u{FFFD}json"));
+        assert!(
+            !serde_json::to_string(&delivery.unprocessed)
+                .unwrap()
+                .contains("\\u0000")
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_kept_and_an_outage_or_a_refused_key_answers_503() {
+        let error = |status: u16, code: &str| {
+            let body = json!({ "code": code, "message": "m" }).to_string();
+            StoreError::from_response(crate::store::PostgrestError::from_body(
+                status,
+                body.as_bytes(),
+            ))
+        };
+        assert!(is_refusal(&error(400, "23514")), "a check");
+        assert!(is_refusal(&error(400, "22P05")), "a NUL in jsonb");
+        assert!(is_refusal(&error(409, "23505")), "a key not foreseen");
+        for outage in [error(503, "PGRST"), error(500, "40001")] {
+            assert!(!is_refusal(&outage));
+            let answer = store_failure(outage).to_response();
+            assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(
+                answer.body().contains("\"unavailable\""),
+                "{}",
+                answer.body()
+            );
+        }
+        for refused_key in [error(401, "PGRST301"), error(403, "42501")] {
+            assert!(!is_refusal(&refused_key));
+            let answer = store_failure(refused_key).to_response();
+            assert_eq!(
+                answer.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Meta delivers again once the key is fixed"
+            );
+            assert!(
+                answer.body().contains("store_unauthorized"),
+                "{}",
+                answer.body()
+            );
+        }
+        let unexpected = StoreError::Unexpected(anyhow::anyhow!("a schema mismatch"));
+        assert!(!is_refusal(&unexpected));
+        assert_eq!(
+            store_failure(unexpected).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]

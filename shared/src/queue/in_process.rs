@@ -1,8 +1,9 @@
 //! The turn queue inside the process, for the local run and the tests, with SQS FIFO's guarantees:
 //! a customer's jobs run one at a time in the order they were queued, customers run in parallel,
 //! a deduplication id seen within the window is dropped, a job asking to be retried runs again
-//! after a delay (holding back its customer's later jobs meanwhile) until it has been received
-//! `max_receives` times, and then goes to the dead letters.
+//! after its schedule's delay (as the worker sets an SQS message's visibility; holding back its
+//! customer's later jobs meanwhile) until it has been received `max_receives` times, and then
+//! goes to the dead letters.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -12,27 +13,31 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::sqs::job_kind;
-use super::{JobDisposition, JobHandler, QueueError, TurnJob, TurnQueue};
+use super::{JobDisposition, JobHandler, QueueError, Receipt, Retry, TurnJob, TurnQueue};
+use crate::retry::RetrySchedule;
 
 /// How the in-process queue imitates SQS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InProcessSettings {
-    /// How long a job that asked to be retried waits before it runs again (SQS: the visibility
-    /// timeout).
-    pub retry_delay: Duration,
+    /// How long a job that asked to be retried waits before it runs again, by receive (the
+    /// worker sets the SQS message's visibility to the same).
+    pub schedule: RetrySchedule,
     /// How many times a job runs before it goes to the dead letters (a redrive policy's
     /// `maxReceiveCount`).
     pub max_receives: u32,
     /// How long a deduplication id drops repeats (SQS: 5 minutes).
     pub deduplication_window: Duration,
+    /// How long one receive may run (the worker's Lambda timeout): the job's deadline.
+    pub invocation_timeout: Duration,
 }
 
 impl Default for InProcessSettings {
     fn default() -> Self {
         Self {
-            retry_delay: Duration::from_secs(1),
+            schedule: RetrySchedule::default(),
             max_receives: 5,
             deduplication_window: Duration::from_secs(5 * 60),
+            invocation_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -100,8 +105,8 @@ impl<H: JobHandler> InProcessQueue<H> {
         &self.inner.handler
     }
 
-    pub fn settings(&self) -> InProcessSettings {
-        self.inner.settings
+    pub fn settings(&self) -> &InProcessSettings {
+        &self.inner.settings
     }
 
     /// Resolves once every job queued so far, and every job those jobs queued, has finished
@@ -222,13 +227,13 @@ impl<H: JobHandler> Inner<H> {
         loop {
             receives += 1;
             self.state().stats.receives += 1;
-            let disposition = self.run_once(job).instrument(span.clone()).await;
-            let reason = match disposition {
+            let disposition = self.run_once(job, receives).instrument(span.clone()).await;
+            let Retry { reason, not_before } = match disposition {
                 JobDisposition::Done => {
                     self.state().stats.done += 1;
                     return;
                 }
-                JobDisposition::RetryLater(reason) => reason,
+                JobDisposition::RetryLater(retry) => retry,
             };
             if receives >= self.settings.max_receives {
                 span.in_scope(|| tracing::error!(receives, %reason, "job dead-lettered"));
@@ -237,19 +242,26 @@ impl<H: JobHandler> Inner<H> {
                 state.stats.dead_lettered += 1;
                 return;
             }
-            span.in_scope(|| tracing::info!(receives, %reason, "job to be retried"));
-            tokio::time::sleep(self.settings.retry_delay).await;
+            let delay = self.settings.schedule.delay(receives, not_before);
+            span.in_scope(|| tracing::info!(receives, %reason, ?delay, "job to be retried"));
+            tokio::time::sleep(delay).await;
         }
     }
 
     /// One receive, on a task of its own so that a panicking handler counts as a failed
     /// receive (as a crashed Lambda's message comes back) instead of stalling the group.
-    async fn run_once(&self, job: &TurnJob) -> JobDisposition {
+    async fn run_once(&self, job: &TurnJob, receive: u32) -> JobDisposition {
         let handler = Arc::clone(&self.handler);
         let job = job.clone();
-        match tokio::spawn(async move { handler.handle(job).await }).await {
-            Ok(disposition) => disposition,
-            Err(e) => JobDisposition::RetryLater(format!("the handler failed: {e}")),
+        let deadline = tokio::time::Instant::now() + self.settings.invocation_timeout;
+        // Past its deadline a receive is cut short, as Lambda ends an invocation.
+        let receipt = Receipt { deadline, receive };
+        let run =
+            tokio::time::timeout_at(deadline, async move { handler.handle(job, receipt).await });
+        match tokio::spawn(run).await {
+            Ok(Ok(disposition)) => disposition,
+            Ok(Err(_)) => JobDisposition::retry("the invocation timed out"),
+            Err(e) => JobDisposition::retry(format!("the handler failed: {e}")),
         }
     }
 }
@@ -327,7 +339,7 @@ mod tests {
     }
 
     impl JobHandler for FakeHandler {
-        async fn handle(&self, job: TurnJob) -> JobDisposition {
+        async fn handle(&self, job: TurnJob, _receipt: Receipt) -> JobDisposition {
             let n = number(&job);
             let start = Instant::now();
             let earlier = self.runs().iter().filter(|run| run.job == n).count();
@@ -349,10 +361,7 @@ mod tests {
                 panic!("job {n} panics");
             }
             if earlier < panics + self.failures.get(&n).copied().unwrap_or(0) {
-                return JobDisposition::RetryLater(format!(
-                    "job {n} failed on run {}",
-                    earlier + 1
-                ));
+                return JobDisposition::retry(format!("job {n} failed on run {}", earlier + 1));
             }
             JobDisposition::Done
         }
@@ -360,7 +369,7 @@ mod tests {
 
     fn fast() -> InProcessSettings {
         InProcessSettings {
-            retry_delay: Duration::from_millis(20),
+            schedule: RetrySchedule::new(vec![Duration::from_millis(20)]),
             max_receives: 3,
             ..InProcessSettings::default()
         }
@@ -375,7 +384,7 @@ mod tests {
     #[test]
     fn defaults_are_sqs_like() {
         let settings = InProcessSettings::default();
-        assert_eq!(settings.retry_delay, Duration::from_secs(1));
+        assert_eq!(settings.schedule, RetrySchedule::default());
         assert_eq!(settings.max_receives, 5);
         assert_eq!(settings.deduplication_window, Duration::from_secs(300));
     }
@@ -485,20 +494,78 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_job_asking_for_a_retry_runs_again_after_the_delay() {
+    async fn a_job_asking_for_a_retry_runs_again_after_its_schedules_growing_delay() {
         let handler = Arc::new(FakeHandler::default().fail(1, 2));
-        let queue = InProcessQueue::new(Arc::clone(&handler), fast());
+        let settings = InProcessSettings {
+            schedule: RetrySchedule::new(vec![
+                Duration::from_millis(20),
+                Duration::from_millis(150),
+            ]),
+            ..fast()
+        };
+        let queue = InProcessQueue::new(Arc::clone(&handler), settings);
         queue.enqueue(&job(CUSTOMER_A, 1), "1").await.unwrap();
         idle(&queue).await;
         let runs = handler.runs();
         assert_eq!(handler.order(CUSTOMER_A), [1, 1, 1]);
-        for pair in runs.windows(2) {
-            let gap = pair[1].start.duration_since(pair[0].end);
-            assert!(gap >= fast().retry_delay, "retried after {gap:?}");
-        }
+        let gaps: Vec<Duration> = runs
+            .windows(2)
+            .map(|pair| pair[1].start.duration_since(pair[0].end))
+            .collect();
+        assert!(
+            gaps[0] >= Duration::from_millis(20),
+            "first retry after {gaps:?}"
+        );
+        assert!(
+            gaps[1] >= Duration::from_millis(150),
+            "second retry after {gaps:?}"
+        );
         assert!(queue.dead_letters().is_empty());
         let stats = queue.stats();
         assert_eq!((stats.receives, stats.done, stats.dead_lettered), (3, 1, 0));
+    }
+
+    /// Asks to be retried no sooner than 120 ms, once.
+    struct HintedHandler(Mutex<Vec<Instant>>);
+
+    impl JobHandler for HintedHandler {
+        async fn handle(&self, _job: TurnJob, _receipt: Receipt) -> JobDisposition {
+            let mut runs = self.0.lock().unwrap();
+            runs.push(Instant::now());
+            match runs.len() {
+                1 => JobDisposition::retry_after("rate limited", Duration::from_millis(120)),
+                _ => JobDisposition::Done,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_hint_raises_the_delay() {
+        let handler = Arc::new(HintedHandler(Mutex::new(Vec::new())));
+        let queue = InProcessQueue::new(Arc::clone(&handler), fast());
+        queue.enqueue(&job(CUSTOMER_A, 1), "1").await.unwrap();
+        idle(&queue).await;
+        let runs = handler.0.lock().unwrap().clone();
+        assert_eq!(runs.len(), 2);
+        assert!(runs[1] - runs[0] >= Duration::from_millis(120), "{runs:?}");
+    }
+
+    #[tokio::test]
+    async fn a_receive_past_the_invocation_timeout_is_cut_short_and_retried() {
+        let handler = Arc::new(FakeHandler::default().delay(1, Duration::from_secs(30)));
+        let settings = InProcessSettings {
+            invocation_timeout: Duration::from_millis(50),
+            max_receives: 2,
+            ..fast()
+        };
+        let queue = InProcessQueue::new(Arc::clone(&handler), settings);
+        queue.enqueue(&job(CUSTOMER_A, 1), "1").await.unwrap();
+        idle(&queue).await;
+        assert_eq!(
+            queue.dead_letters(),
+            [(job(CUSTOMER_A, 1), "the invocation timed out".to_owned())]
+        );
+        assert!(handler.runs().is_empty(), "no receive ran to its end");
     }
 
     #[tokio::test]
@@ -520,7 +587,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_waiting_for_its_retry_holds_back_its_customer_only() {
         let settings = InProcessSettings {
-            retry_delay: Duration::from_millis(100),
+            schedule: RetrySchedule::new(vec![Duration::from_millis(100)]),
             ..fast()
         };
         let handler = Arc::new(FakeHandler::default().fail(1, 2));

@@ -3,6 +3,7 @@
 //! tests ([`InProcessQueue`]), with the same ordering.
 
 use std::future::Future;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,19 +52,70 @@ pub trait TurnQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
+/// When a received job is delivered again: SQS's `ChangeMessageVisibility`, which the worker
+/// sets on every record it gives back, so a retry follows the schedule instead of the queue's
+/// visibility timeout.
+pub trait Redelivery: Send + Sync {
+    fn redeliver_after(
+        &self,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
 /// What became of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobDisposition {
     /// Finished, whatever the outcome (a failed turn is recorded as such): do not run it again.
     Done,
     /// Could not finish for a reason that may pass (a service unavailable, another turn holding
-    /// the customer): run it again later, until the queue gives up (the dead-letter queue).
-    RetryLater(String),
+    /// the customer, no time left in the invocation): run it again after the queue's
+    /// [`RetrySchedule`](crate::retry::RetrySchedule), until the queue gives up (the dead-letter
+    /// queue).
+    RetryLater(Retry),
+}
+
+/// Why a job is to run again, and the least it should wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub reason: String,
+    /// A service's `retry-after`, or a lease still held: the schedule's delay rises to it.
+    pub not_before: Option<Duration>,
+}
+
+impl JobDisposition {
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::RetryLater(Retry {
+            reason: reason.into(),
+            not_before: None,
+        })
+    }
+
+    pub fn retry_after(reason: impl Into<String>, not_before: Duration) -> Self {
+        Self::RetryLater(Retry {
+            reason: reason.into(),
+            not_before: Some(not_before),
+        })
+    }
 }
 
 /// Runs jobs taken from the queue: the conversation engine.
 pub trait JobHandler: Send + Sync + 'static {
-    fn handle(&self, job: TurnJob) -> impl Future<Output = JobDisposition> + Send;
+    /// Runs `job` within its receipt's deadline: what does not fit is put back and asked to be
+    /// retried.
+    fn handle(&self, job: TurnJob, receipt: Receipt)
+    -> impl Future<Output = JobDisposition> + Send;
+}
+
+/// One receive of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// When the invocation ends (Lambda's deadline; the in-process queue's
+    /// `invocation_timeout` after the receive).
+    pub deadline: tokio::time::Instant,
+    /// How many times the job has been received, this time included (SQS's
+    /// `ApproximateReceiveCount`).
+    pub receive: u32,
 }
 
 mod in_process;

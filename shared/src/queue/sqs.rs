@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use aws_config::environment::{
     EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
@@ -12,13 +13,13 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::operation::send_message::SendMessageError;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use super::{QueueError, TurnJob, TurnQueue};
+use super::{QueueError, Redelivery, TurnJob, TurnQueue};
 use crate::aws::{CONNECT_TIMEOUT, FALLBACK_REGION, http_client};
 use crate::config::QueueConfig;
+use crate::retry::RetrySchedule;
 
 /// The longest `MessageGroupId` / `MessageDeduplicationId` SQS accepts.
 const MAX_ID_LEN: usize = 128;
@@ -145,6 +146,25 @@ impl TurnQueue for SqsQueue {
     }
 }
 
+impl Redelivery for SqsQueue {
+    async fn redeliver_after(
+        &self,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let seconds = delay.as_secs().min(RetrySchedule::MAX_DELAY.as_secs()) as i32;
+        self.client()
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| classify(&self.queue_url, e))?;
+        Ok(())
+    }
+}
+
 pub(super) fn job_kind(job: &TurnJob) -> &'static str {
     match job {
         TurnJob::StartConversation { .. } => "start_conversation",
@@ -189,7 +209,10 @@ fn region_of_queue_url(queue_url: &str) -> Option<String> {
 
 /// Throttling, 5xx, timeouts and failed connections may pass: `Unavailable`, so the caller has the
 /// job retried. Everything else (a missing queue, a bad request, no permission): `Rejected`.
-fn classify(queue_url: &str, error: SdkError<SendMessageError>) -> QueueError {
+fn classify<E>(queue_url: &str, error: SdkError<E>) -> QueueError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     let detail = DisplayErrorContext(&error);
     let transient = match &error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -197,12 +220,7 @@ fn classify(queue_url: &str, error: SdkError<SendMessageError>) -> QueueError {
         }
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            let err = service.err();
-            status >= 500
-                || status == 429
-                || err.is_request_throttled()
-                || err.is_kms_throttled()
-                || err.code().is_some_and(is_throttling_code)
+            status >= 500 || status == 429 || service.err().code().is_some_and(is_throttling_code)
         }
         // Built without being sent: a configuration fault a retry cannot fix.
         _ => false,
@@ -222,6 +240,7 @@ fn is_throttling_code(code: &str) -> bool {
             | "ThrottledException"
             | "RequestThrottled"
             | "RequestThrottledException"
+            | "KmsThrottled"
             | "TooManyRequestsException"
             | "RequestLimitExceeded"
             | "SlowDown"

@@ -184,14 +184,22 @@ impl ChatAgent for RetellClient {
         .await
     }
 
-    async fn complete(&self, chat: &ChatId, content: &str) -> Result<Vec<ChatMessage>, AgentError> {
+    async fn complete_within(
+        &self,
+        chat: &ChatId,
+        content: &str,
+        limit: Option<Duration>,
+    ) -> Result<Vec<ChatMessage>, AgentError> {
         let body = json!({ "chat_id": chat, "content": content });
+        let timeout = limit.map_or(self.completion_timeout, |limit| {
+            limit.min(self.completion_timeout)
+        });
         let response: CompletionResponse = self
             .call(
                 Method::POST,
                 &["create-chat-completion"],
                 Some(&body),
-                self.completion_timeout,
+                timeout,
                 Idempotence::OnlyIfNotReceived,
             )
             .await?;

@@ -12,8 +12,8 @@ pub use postgrest::PostgrestStore;
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
     InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits, RecordedMessage,
-    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, SubmissionId, TurnClaim,
-    TurnCompletion, TurnFailure, TurnId, UnprocessedEvent,
+    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, StrandedWork, SubmissionId,
+    TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry, UnprocessedEvent,
 };
 
 /// Every step is atomic and one round trip; every step may be retried after a timeout or an
@@ -53,10 +53,14 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
 
     /// Takes all of the customer's waiting messages for one turn, under a lease of `lease`.
+    /// Messages left in progress by turns that never finished (their lease ran out), claimed
+    /// `max_attempts` times already, are given up (failed) instead; messages a turn put back
+    /// ([`SessionStore::fail_turn`] with a retry) are claimed whatever their attempts.
     fn claim_turn(
         &self,
         customer: &CustomerKey,
         lease: Duration,
+        max_attempts: u32,
     ) -> impl Future<Output = Result<TurnClaim, StoreError>> + Send;
 
     /// Makes `chat` the customer's chat if their current one is still `expected` (`None`: no chat
@@ -95,13 +99,14 @@ pub trait SessionStore: Send + Sync {
         sent: &[OutboundMessage],
     ) -> impl Future<Output = Result<TurnCompletion, StoreError>> + Send;
 
-    /// Gives a turn up, keeping the reason: its messages wait for another turn (`retry`) or are
-    /// marked failed.
+    /// Gives a turn up, keeping the reason: its messages wait for another turn
+    /// ([`TurnRetry::After`]; a saved answer stays with the turn, to be resumed) or are marked
+    /// failed ([`TurnRetry::No`]). A repeated call touches nothing.
     fn fail_turn(
         &self,
         turn: TurnId,
         reason: &str,
-        retry: bool,
+        retry: TurnRetry,
     ) -> impl Future<Output = Result<TurnFailure, StoreError>> + Send;
 
     /// Opts the customer out (or back in). True when that changed something.
@@ -129,6 +134,26 @@ pub trait SessionStore: Send + Sync {
         id: SubmissionId,
         reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The form's outreach cannot start now and is retried in `delay`: the submission stays
+    /// queued with `reason`, and the sweeper queues it again a minute after `delay` if it has
+    /// not started by then. False when the submission is not queued.
+    fn defer_form_submission(
+        &self,
+        id: SubmissionId,
+        reason: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Finds the work nothing will take, for the caller to queue: customers with waiting
+    /// messages and no live turn, and submissions queued and not started, once they have been
+    /// left alone for `grace` (or past the time a retry said). Each one found is not found again
+    /// for `grace`, and two sweeps at once never find the same one. First gives up what waited
+    /// too long (a day).
+    fn sweep_stranded_work(
+        &self,
+        grace: Duration,
+    ) -> impl Future<Output = Result<StrandedWork, StoreError>> + Send;
 
     /// The form's outreach is not made after all (the customer opted out or was taken over
     /// since it was accepted): recorded as skipped with `reason`. False when the submission

@@ -16,8 +16,8 @@ use crate::config::StoreConfig;
 use crate::domain::{
     ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
     InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits, RecordedMessage,
-    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, SubmissionId, TurnClaim,
-    TurnCompletion, TurnFailure, TurnId, UnprocessedEvent,
+    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, StrandedWork, SubmissionId,
+    TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry, UnprocessedEvent,
 };
 
 #[derive(Clone)]
@@ -136,6 +136,16 @@ fn auth_headers(key: &str) -> HeaderMap {
     headers
 }
 
+/// The longest delay the store's functions take, in seconds (12 hours).
+const MAX_DELAY_SECONDS: u64 = 43_200;
+
+/// A delay in whole seconds for the store, rounded up (a retry is never looked for early) and
+/// kept between `min` and what the store takes.
+fn delay_seconds(delay: Duration, min: u64) -> u64 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    seconds.clamp(min, MAX_DELAY_SECONDS)
+}
+
 fn looks_like_jwt(key: &str) -> bool {
     key.starts_with("eyJ") && key.split('.').count() == 3
 }
@@ -233,10 +243,12 @@ impl SessionStore for PostgrestStore {
         &self,
         customer: &CustomerKey,
         lease: Duration,
+        max_attempts: u32,
     ) -> Result<TurnClaim, StoreError> {
         let args = json!({
             "p_customer_key": customer,
             "p_lease_seconds": lease.as_secs().max(1),
+            "p_max_attempts": max_attempts.clamp(1, i32::MAX as u32),
         });
         self.call("claim_turn", &args).await
     }
@@ -301,9 +313,21 @@ impl SessionStore for PostgrestStore {
         &self,
         turn: TurnId,
         reason: &str,
-        retry: bool,
+        retry: TurnRetry,
     ) -> Result<TurnFailure, StoreError> {
-        let args = json!({ "p_turn_id": turn, "p_reason": reason, "p_retry": retry });
+        let args = match retry {
+            TurnRetry::No => json!({ "p_turn_id": turn, "p_reason": reason, "p_retry": false }),
+            TurnRetry::After {
+                delay,
+                count_attempt,
+            } => json!({
+                "p_turn_id": turn,
+                "p_reason": reason,
+                "p_retry": true,
+                "p_retry_in_seconds": delay_seconds(delay, 0),
+                "p_count_attempt": count_attempt,
+            }),
+        };
         self.call("fail_turn", &args).await
     }
 
@@ -352,6 +376,52 @@ impl SessionStore for PostgrestStore {
         Ok(())
     }
 
+    async fn defer_form_submission(
+        &self,
+        id: SubmissionId,
+        reason: &str,
+        delay: Duration,
+    ) -> Result<bool, StoreError> {
+        let args = json!({
+            "p_id": id,
+            "p_reason": reason,
+            "p_retry_in_seconds": delay_seconds(delay, 0),
+        });
+        self.call("defer_form_submission", &args).await
+    }
+
+    async fn sweep_stranded_work(&self, grace: Duration) -> Result<StrandedWork, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Found {
+            turns: Vec<CustomerKey>,
+            submissions: Vec<FoundSubmission>,
+            gave_up: GaveUp,
+        }
+        #[derive(serde::Deserialize)]
+        struct FoundSubmission {
+            submission_id: SubmissionId,
+            customer_key: CustomerKey,
+        }
+        #[derive(serde::Deserialize)]
+        struct GaveUp {
+            messages: u64,
+            submissions: u64,
+        }
+        // Below a second the same work would be found by the next sweep at once.
+        let args = json!({ "p_grace_seconds": delay_seconds(grace, 1) });
+        let found: Found = self.call("sweep_stranded_work", &args).await?;
+        Ok(StrandedWork {
+            turns: found.turns,
+            submissions: found
+                .submissions
+                .into_iter()
+                .map(|s| (s.submission_id, s.customer_key))
+                .collect(),
+            gave_up_messages: found.gave_up.messages,
+            gave_up_submissions: found.gave_up.submissions,
+        })
+    }
+
     async fn skip_form_submission(
         &self,
         id: SubmissionId,
@@ -388,6 +458,16 @@ mod tests {
         let headers = auth_headers("sb_secret_abc123");
         assert_eq!(headers["apikey"], "sb_secret_abc123");
         assert!(headers.get("authorization").is_none());
+    }
+
+    #[test]
+    fn delays_go_in_whole_seconds_rounded_up_within_what_the_store_takes() {
+        assert_eq!(delay_seconds(Duration::ZERO, 0), 0);
+        assert_eq!(delay_seconds(Duration::ZERO, 1), 1);
+        assert_eq!(delay_seconds(Duration::from_millis(1), 0), 1);
+        assert_eq!(delay_seconds(Duration::from_millis(2_500), 0), 3);
+        assert_eq!(delay_seconds(Duration::from_secs(600), 0), 600);
+        assert_eq!(delay_seconds(Duration::from_secs(86_400), 0), 43_200);
     }
 
     #[test]

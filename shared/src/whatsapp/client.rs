@@ -63,6 +63,8 @@ struct ErrorBody {
     message: String,
     #[serde(default)]
     error_data: Option<Value>,
+    #[serde(default)]
+    error_subcode: Option<i64>,
 }
 
 impl GraphClient {
@@ -251,6 +253,7 @@ fn graph_error(status: StatusCode, body: &[u8]) -> GraphError {
         Ok(ErrorEnvelope { error }) => GraphError {
             status: status.as_u16(),
             code: error.code,
+            subcode: error.error_subcode,
             message: error.message,
             // `error_data` is usually {"details": "..."}, sometimes a plain string.
             details: error.error_data.and_then(|data| match data {
@@ -265,6 +268,7 @@ fn graph_error(status: StatusCode, body: &[u8]) -> GraphError {
         Err(_) => GraphError {
             status: status.as_u16(),
             code: if status.is_server_error() { 2 } else { 0 },
+            subcode: None,
             message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
             details: None,
         },

@@ -47,7 +47,8 @@ select set_has(
   $$values ('record_inbound_messages'), ('record_form_submission'), ('claim_turn'), ('attach_chat'),
            ('complete_turn'), ('fail_turn'), ('record_delivery_statuses'), ('save_turn_replies'),
            ('record_sent_reply'), ('set_opt_out'), ('complete_form_submission'), ('fail_form_submission'),
-           ('record_webhook')$$,
+           ('record_webhook'), ('skip_form_submission'), ('defer_form_submission'), ('sweep_stranded_work'),
+           ('retry_failed')$$,
   'the catalog lists our functions');
 
 -- Tables ---------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ select has_function('public', 'record_form_submission', array['text', 'text', 't
 select has_function('public', 'claim_turn', array['text', 'integer', 'integer'], 'claim_turn(text, integer, integer) exists');
 select has_function('public', 'attach_chat', array['text', 'text', 'text', 'text'], 'attach_chat(text, text, text, text) exists');
 select has_function('public', 'complete_turn', array['uuid', 'text', 'text', 'jsonb'], 'complete_turn(uuid, text, text, jsonb) exists');
-select has_function('public', 'fail_turn', array['uuid', 'text', 'boolean'], 'fail_turn(uuid, text, boolean) exists');
+select has_function('public', 'fail_turn', array['uuid', 'text', 'boolean', 'integer', 'boolean'],
+  'fail_turn(uuid, text, boolean, integer, boolean) exists');
 select has_function('public', 'record_delivery_statuses', array['jsonb'], 'record_delivery_statuses(jsonb) exists');
 
 -- The functions run as the caller, with an empty search_path.

@@ -1,5 +1,7 @@
 -- claim_turn: one turn at a time per customer takes all their waiting messages, in order, under a
--- lease; an expired lease's messages are claimed again, up to a maximum number of attempts.
+-- lease; an expired lease's messages are claimed again, up to a maximum number of attempts of turns
+-- that never finished. Messages a turn put back (fail_turn with retry) are claimed whatever their
+-- attempts.
 begin;
 select plan(42);
 
@@ -38,8 +40,8 @@ select is(
   array[1, 1, 1], 'each claimed message counts one attempt');
 select is((select r->'messages'->0 from res where step = 't1'),
   jsonb_build_object('wamid', 'wamid.C', 'message_type', 'text', 'body', 'primero',
-    'payload', '{"text": {"body": "primero"}}'::jsonb, 'sent_at', '2026-03-01T10:01:00Z'::timestamptz, 'attempts', 1),
-  'a claimed message carries its type, body, payload, time and attempts');
+    'payload', '{"text": {"body": "primero"}}'::jsonb, 'sent_at', '2026-03-01T10:01:00Z'::timestamptz, 'attempts', 1, 'failed_before', false),
+  'a claimed message carries its type, body, payload, time, attempts and whether a turn with it failed');
 select is((select (r->>'lease_expires_at')::timestamptz from res where step = 't1'), now() + interval '300 seconds',
   'the default lease is 300 seconds');
 select is((select r->'session'->>'turn_id' from res where step = 't1'), (select r->>'turn_id' from res where step = 't1'),
@@ -124,7 +126,7 @@ select is((select r from res where step = 'ar3'), '{"status": "idle", "messages"
   'a message that reached the maximum attempts is not claimed again');
 select results_eq(
   $$select state, failure_reason, attempts, turn_id from public.whatsapp_messages where wamid = 'wamid.AR1'$$,
-  $$values ('failed', 'Retell timed out; gave up after 2 attempts', 2, null::uuid)$$,
+  $$values ('failed', 'Retell timed out; gave up after 2 attempts: the turn never finished', 2, null::uuid)$$,
   'it is failed, with the earlier reason and why it was given up');
 select is((select turn_id from public.chat_sessions where customer_key = '541122334455'), null,
   'the customer is free for new messages');
@@ -136,16 +138,19 @@ select is((select state from public.whatsapp_messages where wamid = 'wamid.AR2')
 select is((select jsonb_path_query_array(public.claim_turn('541122334455', 300, 2), '$.messages[*].wamid')), '["wamid.AR2"]'::jsonb,
   'a failed message is never claimed again; the new one is');
 
--- A message at its maximum while pending (after a retry) is also given up.
+-- A message at its maximum while pending (put back by fail_turn) is claimed again: only a turn that
+-- never finished gives a message up.
 insert into res values ('in6', public.record_inbound_messages($$[
   {"wamid": "wamid.CO1", "customer_key": "573001234567", "message_type": "text", "body": "Hola", "sent_at": "2026-03-01T12:00:00Z"}
 ]$$));
 insert into res values ('co1', public.claim_turn('573001234567', 300, 1));
 insert into res values ('co1f', public.fail_turn((select (r->>'turn_id')::uuid from res where step = 'co1'), 'Retell 500', true));
 select is((select state from public.whatsapp_messages where wamid = 'wamid.CO1'), 'pending', 'sanity: the retried message waits');
-select is((public.claim_turn('573001234567', 300, 1))->>'status', 'idle', 'a pending message at its maximum attempts is not claimed');
+insert into res values ('co2', public.claim_turn('573001234567', 300, 1));
+select is((select r->>'status' || ' ' || (r->'messages'->0->>'attempts') from res where step = 'co2'), 'claimed 2',
+  'a pending message at its maximum attempts is claimed again');
 select is((select state || ': ' || failure_reason from public.whatsapp_messages where wamid = 'wamid.CO1'),
-  'failed: Retell 500; gave up after 1 attempts', 'it is failed with the reason');
+  'in_progress: Retell 500', 'it is in progress, with the earlier reason');
 
 -- Bad arguments ------------------------------------------------------------------------------------
 select throws_ok($$select public.claim_turn('525512345678', 0)$$, '22023', null, 'a lease of 0 seconds raises 22023');

@@ -125,8 +125,8 @@ select results_eq(
   'the session keeps the turn and its answer, with the lease ended');
 select results_eq(
   $$select state, turn_id, failure_reason from public.whatsapp_messages where wamid = 'wamid.IN3'$$,
-  $$select 'in_progress', id, 'WhatsApp answered 503' from t where name = 't2'$$,
-  'its message stays with the turn, with the reason');
+  $$select 'pending', id, 'WhatsApp answered 503' from t where name = 't2'$$,
+  'its message waits again, with the turn and the reason');
 insert into res values ('r2', public.claim_turn('525512345678'));
 select is((select (r->>'turn_id')::uuid from res where step = 'r2'), (select id from t where name = 't2'),
   'the next claim resumes that turn');
@@ -169,7 +169,7 @@ select is((select jsonb_path_query_array(r, '$.messages[*].wamid') from res wher
 select is((select r ? 'resume' from res where step = 'ar3'), false, 'and resumes nothing');
 select results_eq(
   $$select state, failure_reason, turn_id from public.whatsapp_messages where wamid = 'wamid.AR1'$$,
-  $$values ('failed', 'gave up after 2 attempts', null::uuid)$$,
+  $$values ('failed', 'gave up after 2 attempts: the turn never finished', null::uuid)$$,
   'the resumed turn''s message is given up');
 select results_eq(
   $$select turn_id::text, turn_chat_id, turn_replies, turn_replies_sent from public.chat_sessions where customer_key = '541122334455'$$,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use sandbox::RetellFault;
 use sandbox::retell_standin::RetellOperation::CreateChatCompletion;
 use shared::queue::{InProcessQueue, InProcessSettings, TurnJob, TurnQueue};
+use shared::retry::RetrySchedule;
 
 use crate::support::{Bridge, minutes};
 
@@ -13,7 +14,7 @@ use crate::support::{Bridge, minutes};
 async fn four_messages_sent_during_a_turn_are_answered_together_in_the_next_one() {
     let bridge = Bridge::new();
     let settings = InProcessSettings {
-        retry_delay: Duration::from_millis(20),
+        schedule: RetrySchedule::new(vec![Duration::from_millis(20)]),
         ..InProcessSettings::default()
     };
     let queue = InProcessQueue::new(Arc::new(bridge.engine()), settings);

@@ -5,7 +5,7 @@ use sandbox::retell_standin::RetellOperation::CreateChatCompletion;
 use shared::engine::TurnOutcome;
 use shared::queue::{JobDisposition, JobHandler, TurnJob};
 
-use crate::support::{Bridge, minutes};
+use crate::support::{Bridge, minutes, receipt};
 
 #[tokio::test]
 async fn the_same_queue_message_delivered_twice_answers_once() {
@@ -15,10 +15,13 @@ async fn the_same_queue_message_delivered_twice_answers_once() {
         customer_key: bridge.customer.clone(),
     };
     assert_eq!(
-        bridge.engine().handle(job.clone()).await,
+        bridge.engine().handle(job.clone(), receipt()).await,
         JobDisposition::Done
     );
-    assert_eq!(bridge.engine().handle(job).await, JobDisposition::Done);
+    assert_eq!(
+        bridge.engine().handle(job, receipt()).await,
+        JobDisposition::Done
+    );
     assert_eq!(bridge.whatsapp_sent().len(), 1);
     assert_eq!(bridge.retell.requests(CreateChatCompletion).len(), 1);
 }
@@ -102,12 +105,12 @@ async fn a_retried_turn_sends_only_the_replies_that_did_not_go_out() {
         customer_key: bridge.customer.clone(),
     };
     assert!(matches!(
-        engine.handle(job.clone()).await,
+        engine.handle(job.clone(), receipt()).await,
         JobDisposition::RetryLater(_)
     ));
     assert_eq!(bridge.whatsapp_sent().len(), 1);
 
-    assert_eq!(engine.handle(job).await, JobDisposition::Done);
+    assert_eq!(engine.handle(job, receipt()).await, JobDisposition::Done);
     let texts: Vec<String> = bridge.whatsapp_sent().into_iter().map(|(_, t)| t).collect();
     assert_eq!(
         texts,

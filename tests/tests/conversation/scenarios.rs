@@ -2,7 +2,7 @@ use sandbox::retell_standin::RetellOperation::{CreateChat, CreateChatCompletion}
 use shared::engine::{StartOutcome, TurnOutcome};
 use shared::queue::{JobDisposition, JobHandler, TurnJob};
 
-use crate::support::{Bridge, minutes};
+use crate::support::{Bridge, minutes, receipt};
 
 /// The product's reason to exist: a form lead answers over hours, once after a cold start,
 /// and every reply continues the one chat the form started.
@@ -151,9 +151,12 @@ async fn a_customer_who_writes_first_gets_a_chat_of_their_own() {
         .await;
     let disposition = bridge
         .engine()
-        .handle(TurnJob::TakeTurn {
-            customer_key: bridge.customer.clone(),
-        })
+        .handle(
+            TurnJob::TakeTurn {
+                customer_key: bridge.customer.clone(),
+            },
+            receipt(),
+        )
         .await;
     assert_eq!(disposition, JobDisposition::Done);
     let chats = bridge.retell.chats();

@@ -96,7 +96,13 @@ impl Bridge {
             whatsapp_user_id: None,
             profile_name: Some("Lupita".into()),
         };
-        assert!(self.store().record_inbound(&[message]).await.unwrap()[0].is_new);
+        // The path production takes: the webhook records a delivery with record_webhook.
+        let recorded = self
+            .store()
+            .record_webhook(&[message], &[], &[], &[])
+            .await
+            .unwrap();
+        assert!(recorded.messages[0].is_new);
         wamid
     }
 
@@ -133,4 +139,12 @@ fn unique_mexican_phone() -> PhoneNumber {
 
 pub fn minutes(n: i64) -> TimeDelta {
     TimeDelta::minutes(n)
+}
+
+/// A receive as the queue hands a job to the engine: the first, with a Lambda's full time.
+pub fn receipt() -> shared::queue::Receipt {
+    shared::queue::Receipt {
+        deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(180),
+        receive: 1,
+    }
 }

@@ -2,7 +2,10 @@
 //! requires, sets none it does not read, and whatever it reads that the template leaves out is
 //! documented as optional in `.env.example`. Secrets are in no function's environment: each reads
 //! them from the one secret the template names (`BRIDGE_SECRET_ID`), which its role may read and
-//! no other, taking the keys its configuration reads.
+//! no other, taking the keys its configuration reads. `operations`: retries, the sweeper's
+//! schedule, the concurrency cap, the alarms and the dashboard.
+
+mod operations;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,6 +48,7 @@ fn sample(name: &str) -> Option<&'static str> {
         | "CUSTOMER_NAME_FALLBACK" => "ok",
         "FIRST_CONTACT_COMPLETION" => "empty",
         "TURN_LEASE_SECONDS" => "300",
+        "TURN_MAX_ATTEMPTS" => "5",
         "CARRY_OVER_MESSAGES" => "10",
         "OUTREACH_COOLDOWN_HOURS" => "24",
         "OUTREACH_DAILY_LIMIT" => "500",

@@ -17,6 +17,7 @@ use shared::engine::BridgeEngine;
 use shared::ingress::Response;
 use shared::ingress::form::{FormIntake, IDEMPOTENCY_KEY_HEADER};
 use shared::queue::{InProcessQueue, InProcessSettings};
+use shared::retry::RetrySchedule;
 use shared::store::PostgrestStore;
 
 type TestQueue = InProcessQueue<BridgeEngine>;
@@ -43,7 +44,7 @@ impl Bridge {
             graph.config(),
         ));
         let settings = InProcessSettings {
-            retry_delay: Duration::from_millis(20),
+            schedule: RetrySchedule::new(vec![Duration::from_millis(20)]),
             ..InProcessSettings::default()
         };
         let queue = InProcessQueue::new(Arc::new(engine), settings);

@@ -13,9 +13,12 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use sandbox::moto::MotoServer;
 use shared::domain::{CustomerKey, SubmissionId};
 use shared::queue::{
-    InProcessQueue, InProcessSettings, JobDisposition, JobHandler, QueueError, SqsQueue, TurnJob,
-    TurnQueue,
+    InProcessQueue, InProcessSettings, JobDisposition, JobHandler, QueueError, Receipt, SqsQueue,
+    TurnJob, TurnQueue,
 };
+use shared::retry::RetrySchedule;
+
+mod reliability;
 
 const CUSTOMERS: [&str; 3] = ["5215512345678", "5491112345678", "US.13491208655302741918"];
 
@@ -39,6 +42,11 @@ fn number(job: &TurnJob) -> u128 {
         TurnJob::StartConversation { submission_id, .. } => submission_id.0.as_u128(),
         TurnJob::TakeTurn { .. } => panic!("not a numbered job: {job:?}"),
     }
+}
+
+/// A client of the shared moto server.
+pub(crate) async fn moto_client() -> aws_sdk_sqs::Client {
+    MotoServer::shared().sqs_client().await
 }
 
 /// A queue of this test's own on the shared server.
@@ -261,7 +269,7 @@ struct Recorder {
 }
 
 impl JobHandler for Recorder {
-    async fn handle(&self, job: TurnJob) -> JobDisposition {
+    async fn handle(&self, job: TurnJob, _receipt: Receipt) -> JobDisposition {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_running.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -270,7 +278,7 @@ impl JobHandler for Recorder {
         // Job 0 fails once: its customer's later jobs must wait for its retry.
         if n == 0 && !self.failed_once.lock().unwrap().contains(&n) {
             self.failed_once.lock().unwrap().push(n);
-            return JobDisposition::RetryLater("the agent is busy".to_owned());
+            return JobDisposition::retry("the agent is busy");
         }
         self.runs.lock().unwrap().push(job);
         JobDisposition::Done
@@ -283,7 +291,7 @@ async fn the_in_process_queue_runs_each_customer_in_order_and_customers_in_paral
     let queue = InProcessQueue::new(
         Arc::clone(&handler),
         InProcessSettings {
-            retry_delay: Duration::from_millis(30),
+            schedule: RetrySchedule::new(vec![Duration::from_millis(30)]),
             ..InProcessSettings::default()
         },
     );
@@ -334,11 +342,11 @@ struct FlakyOnce {
 }
 
 impl JobHandler for FlakyOnce {
-    async fn handle(&self, job: TurnJob) -> JobDisposition {
+    async fn handle(&self, job: TurnJob, _receipt: Receipt) -> JobDisposition {
         let mut retried = self.retried.lock().unwrap();
         if !*retried && job.customer_key() == &customer(CUSTOMERS[0]) {
             *retried = true;
-            return JobDisposition::RetryLater("the customer is busy".into());
+            return JobDisposition::retry_after("the customer is busy", Duration::from_secs(1));
         }
         self.handled.lock().unwrap().push(job);
         JobDisposition::Done
@@ -346,7 +354,7 @@ impl JobHandler for FlakyOnce {
 }
 
 /// The worker's Lambda event for messages as SQS hands them out.
-fn lambda_event(messages: &[Message]) -> aws_lambda_events::event::sqs::SqsEvent {
+pub(crate) fn lambda_event(messages: &[Message]) -> aws_lambda_events::event::sqs::SqsEvent {
     let records: Vec<serde_json::Value> = messages
         .iter()
         .map(|m| {
@@ -365,20 +373,79 @@ fn lambda_event(messages: &[Message]) -> aws_lambda_events::event::sqs::SqsEvent
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
 
+/// Lambda's event source mapping, once: receives up to `batch` records (waiting up to 1 s), runs
+/// the worker on them as the function does, and deletes those it did not give back. Returns
+/// the records received and the ids of those given back.
+pub(crate) async fn run_worker_once<H: JobHandler>(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    handler: &H,
+    schedule: &RetrySchedule,
+    batch: i32,
+) -> (Vec<Message>, Vec<String>) {
+    let received = client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(batch)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    if received.is_empty() {
+        return (received, Vec::new());
+    }
+    let queue = SqsQueue::from_client(client.clone(), url);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let response = conversation_worker::handle_batch(
+        handler,
+        &queue,
+        schedule,
+        lambda_event(&received),
+        deadline,
+    )
+    .await;
+    let returned: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    for message in &received {
+        if !returned
+            .iter()
+            .any(|id| Some(id.as_str()) == message.message_id())
+        {
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    (received, returned)
+}
+
 /// The conversation worker's batch handling, fed from moto as Lambda's event source mapping
 /// would: a record to retry holds back the later records of its customer in the same batch,
-/// every returned record comes back, and in the end each job ran once. (The order of records
-/// that come back after a retry is SQS's guarantee; moto does not keep it, so it is not checked.)
+/// every returned record comes back after the delay the worker set on it (the queue's own
+/// visibility timeout is the deployed 1,080 s), and in the end each job ran once. (The order of
+/// records that come back after a retry is SQS's guarantee; moto does not keep it, so it is not
+/// checked.)
 #[tokio::test]
 async fn the_worker_consumes_batches_and_returns_failures_to_the_queue() {
     let (client, url) = fifo_queue("worker").await;
-    // A short visibility timeout stands in for Lambda's: a returned record is visible again soon.
+    // The deployed visibility timeout: only the worker's ChangeMessageVisibility brings a
+    // returned record back in seconds.
     client
         .set_queue_attributes()
         .queue_url(&url)
         .attributes(
             aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "1",
+            "1080",
         )
         .send()
         .await
@@ -402,45 +469,22 @@ async fn the_worker_consumes_batches_and_returns_failures_to_the_queue() {
             "handled only {:?}",
             worker.handled.lock().unwrap()
         );
-        let received = client
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
+        let (received, returned) =
+            run_worker_once(&client, &url, &worker, &RetrySchedule::default(), 10).await;
         if received.is_empty() {
             continue;
         }
-        let response = conversation_worker::handle_batch(&worker, lambda_event(&received)).await;
-        let failed: Vec<&str> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
         first_batch_returned.get_or_insert_with(|| {
             received
                 .iter()
-                .filter(|m| failed.contains(&m.message_id().unwrap()))
+                .filter(|m| {
+                    returned
+                        .iter()
+                        .any(|id| Some(id.as_str()) == m.message_id())
+                })
                 .map(|m| number(&body(m)))
                 .collect()
         });
-        for message in received
-            .iter()
-            .filter(|m| !failed.contains(&m.message_id().unwrap()))
-        {
-            client
-                .delete_message()
-                .queue_url(&url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
     }
 
     let returned = first_batch_returned.unwrap();

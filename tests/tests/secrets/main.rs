@@ -129,11 +129,11 @@ async fn each_function_is_configured_from_the_secret_with_only_its_keys() {
     let env = read_for(&secret, conversation_worker::SECRETS).await;
     let config = conversation_worker::Config::from_env(&env).unwrap();
     assert_eq!(
-        config.retell.api_key.expose_secret(),
+        config.worker.retell.api_key.expose_secret(),
         value_of("RETELL_API_KEY")
     );
     assert_eq!(
-        config.whatsapp.access_token.expose_secret(),
+        config.worker.whatsapp.access_token.expose_secret(),
         value_of("WHATSAPP_ACCESS_TOKEN")
     );
 }

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use shared::domain::{ChatId, MessageId, TurnClaim};
+use shared::domain::{
+    ChatId, DeliveryStatus, DeliveryUpdate, MessageId, OutboundMessage, RecordedWebhook, TurnClaim,
+};
 use shared::store::SessionStore;
 
-use crate::support::{at, count, new_customer, stack, text_from, wamid};
+use crate::support::{MAX_ATTEMPTS, at, count, new_customer, stack, text_from, wamid};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -36,6 +38,143 @@ async fn fifty_concurrent_deliveries_of_one_wamid_record_it_once() {
     )
     .await;
     assert_eq!(rows, 1);
+}
+
+/// The path production uses: Meta delivers the same webhook (two customers' messages and the
+/// statuses of two replies) to eight callers at once. Each message is stored once and is new to
+/// exactly one caller, and waits for a turn whichever caller queues it; each status is applied
+/// by exactly one caller, and the stored status is the delivery's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_simultaneous_deliveries_of_one_webhook_record_it_once() {
+    const CALLERS: usize = 8;
+    let store = stack().store();
+    let (ana, beto) = (new_customer(), new_customer());
+
+    // Two replies the bridge sent Ana earlier, for the statuses to apply to.
+    store
+        .record_inbound(&[text_from(&ana, wamid("earlier"), "hola", at(0))])
+        .await
+        .unwrap();
+    let TurnClaim::Claimed(turn) = store.claim_turn(&ana, LEASE, MAX_ATTEMPTS).await.unwrap()
+    else {
+        panic!("claimed")
+    };
+    let replies: Vec<OutboundMessage> = ["¡Hola!", "¿En qué te ayudo?"]
+        .iter()
+        .map(|body| OutboundMessage {
+            wamid: wamid("reply"),
+            message_type: "text".into(),
+            body: Some((*body).into()),
+            payload: None,
+        })
+        .collect();
+    let chat = ChatId::parse("chat_webhook_race").unwrap();
+    store
+        .complete_turn(turn.turn_id, &ana, Some(&chat), &replies)
+        .await
+        .unwrap();
+
+    let messages = [
+        text_from(&ana, wamid("race-ana"), "¿cuánto cuesta?", at(60)),
+        text_from(&beto, wamid("race-beto"), "buenas", at(61)),
+    ];
+    let statuses = [
+        DeliveryUpdate {
+            wamid: replies[0].wamid.clone(),
+            status: DeliveryStatus::Read,
+            at: at(62),
+            errors: None,
+        },
+        DeliveryUpdate {
+            wamid: replies[1].wamid.clone(),
+            status: DeliveryStatus::Delivered,
+            at: at(62),
+            errors: None,
+        },
+    ];
+    let deliveries = (0..CALLERS).map(|_| {
+        let (store, messages, statuses) = (store.clone(), messages.clone(), statuses.clone());
+        tokio::spawn(async move {
+            store
+                .record_webhook(&messages, &statuses, &[], &[])
+                .await
+                .unwrap()
+        })
+    });
+    let results: Vec<RecordedWebhook> = join_all(deliveries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    for message in &messages {
+        let outcomes: Vec<_> = results
+            .iter()
+            .map(|r| {
+                r.messages
+                    .iter()
+                    .find(|m| m.wamid == message.wamid)
+                    .expect("every caller is told about every message")
+            })
+            .collect();
+        assert_eq!(
+            outcomes.iter().filter(|m| m.is_new).count(),
+            1,
+            "{} is new to exactly one caller",
+            message.wamid.as_str()
+        );
+        assert!(
+            outcomes.iter().all(|m| m.waiting),
+            "{} waits for a turn, whichever caller queues it",
+            message.wamid.as_str()
+        );
+        let rows = count(
+            "select count(*) from whatsapp_messages where wamid = $1",
+            &[&message.wamid.as_str()],
+        )
+        .await;
+        assert_eq!(rows, 1, "{} is stored once", message.wamid.as_str());
+    }
+    for status in &statuses {
+        let applied = results
+            .iter()
+            .flat_map(|r| &r.statuses)
+            .filter(|o| o.wamid == status.wamid && o.applied)
+            .count();
+        assert_eq!(applied, 1, "{} is applied once", status.wamid.as_str());
+        assert!(
+            results
+                .iter()
+                .flat_map(|r| &r.statuses)
+                .filter(|o| o.wamid == status.wamid)
+                .all(|o| o.delivery_status == Some(status.status)),
+            "every caller is told the stored status"
+        );
+    }
+    let db = stack().database().await.unwrap();
+    let stored: BTreeMap<String, String> = db
+        .query(
+            "select wamid, delivery_status from whatsapp_messages where wamid = any($1)",
+            &[&replies.iter().map(|r| r.wamid.as_str()).collect::<Vec<_>>()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        stored,
+        BTreeMap::from([
+            (replies[0].wamid.as_str().to_owned(), "read".to_owned()),
+            (replies[1].wamid.as_str().to_owned(), "delivered".to_owned()),
+        ])
+    );
+    let waiting = count(
+        "select count(*) from whatsapp_messages where customer_key = any($1) and state = 'pending'",
+        &[&vec![ana.as_str(), beto.as_str()]],
+    )
+    .await;
+    assert_eq!(waiting, 2, "both messages wait for their turn");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -95,7 +234,12 @@ async fn concurrent_claims_never_share_a_message() {
 
     let claims = (0..10).map(|_| {
         let (store, customer) = (store.clone(), customer.clone());
-        tokio::spawn(async move { store.claim_turn(&customer, LEASE).await.unwrap() })
+        tokio::spawn(async move {
+            store
+                .claim_turn(&customer, LEASE, MAX_ATTEMPTS)
+                .await
+                .unwrap()
+        })
     });
     let claims: Vec<TurnClaim> = join_all(claims)
         .await
@@ -142,17 +286,28 @@ async fn a_dead_turns_messages_are_claimed_again_after_its_lease_and_answered_on
         .await
         .unwrap();
 
-    let TurnClaim::Claimed(dead) = store.claim_turn(&customer, LEASE).await.unwrap() else {
+    let TurnClaim::Claimed(dead) = store
+        .claim_turn(&customer, LEASE, MAX_ATTEMPTS)
+        .await
+        .unwrap()
+    else {
         panic!("claimed")
     };
     assert!(matches!(
-        store.claim_turn(&customer, LEASE).await.unwrap(),
+        store
+            .claim_turn(&customer, LEASE, MAX_ATTEMPTS)
+            .await
+            .unwrap(),
         TurnClaim::Busy { .. }
     ));
 
     // The worker dies; its lease runs out.
     expire_lease(&customer).await;
-    let TurnClaim::Claimed(retaken) = store.claim_turn(&customer, LEASE).await.unwrap() else {
+    let TurnClaim::Claimed(retaken) = store
+        .claim_turn(&customer, LEASE, MAX_ATTEMPTS)
+        .await
+        .unwrap()
+    else {
         panic!("claimed again")
     };
     assert_ne!(retaken.turn_id, dead.turn_id);
@@ -176,7 +331,10 @@ async fn a_dead_turns_messages_are_claimed_again_after_its_lease_and_answered_on
     assert_eq!(done.answered, 1);
     expire_lease(&customer).await;
     assert_eq!(
-        store.claim_turn(&customer, LEASE).await.unwrap(),
+        store
+            .claim_turn(&customer, LEASE, MAX_ATTEMPTS)
+            .await
+            .unwrap(),
         TurnClaim::Idle,
         "answered is never claimed again"
     );
@@ -208,7 +366,11 @@ async fn workers_racing_arrivals_answer_every_message_exactly_once() {
                 if answered.lock().await.len() == MESSAGES {
                     return;
                 }
-                match store.claim_turn(&customer, LEASE).await.unwrap() {
+                match store
+                    .claim_turn(&customer, LEASE, MAX_ATTEMPTS)
+                    .await
+                    .unwrap()
+                {
                     TurnClaim::Claimed(turn) => {
                         let mut seen = answered.lock().await;
                         for message in &turn.messages {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use shared::domain::{CountryId, OutreachLimits, PhoneNumber};
 use shared::store::{PostgrestStore, SessionStore, StoreError};
 
-use crate::support::{count, form, new_customer, stack};
+use crate::support::{MAX_ATTEMPTS, count, form, new_customer, stack};
 
 #[tokio::test]
 async fn a_stopped_database_is_a_transient_unavailable() {
@@ -29,7 +29,7 @@ async fn a_stopped_database_is_a_transient_unavailable() {
     );
     assert!(err.is_transient());
     let err = store
-        .claim_turn(&customer, Duration::from_secs(30))
+        .claim_turn(&customer, Duration::from_secs(30), MAX_ATTEMPTS)
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
@@ -75,7 +75,7 @@ async fn the_anon_key_in_place_of_the_service_key_is_unauthorized() {
         shared::http::client(),
     );
     let err = store
-        .claim_turn(&new_customer(), Duration::from_secs(30))
+        .claim_turn(&new_customer(), Duration::from_secs(30), MAX_ATTEMPTS)
         .await
         .unwrap_err();
     assert!(

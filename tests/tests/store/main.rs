@@ -8,3 +8,4 @@ mod outreach;
 mod privileges;
 mod steps;
 mod support;
+mod sweep;

@@ -337,6 +337,9 @@ async fn the_public_roles_cannot_call_any_function() {
         "fail_turn",
         "record_delivery_statuses",
         "record_webhook",
+        "defer_form_submission",
+        "sweep_stranded_work",
+        "retry_failed",
     ] {
         assert!(
             functions.iter().any(|f| f.name == expected),

@@ -5,11 +5,11 @@ use std::time::Duration;
 use chrono::Utc;
 use shared::domain::{
     ChatId, ChatStatus, CountryId, DeliveryStatus, DeliveryUpdate, OutboundMessage, OutreachLimits,
-    PhoneNumber, SubmissionStatus, TurnClaim,
+    PhoneNumber, SubmissionStatus, TurnClaim, TurnRetry,
 };
 use shared::store::SessionStore;
 
-use crate::support::{at, form, stack, text_from, wamid};
+use crate::support::{MAX_ATTEMPTS, at, form, stack, text_from, wamid};
 
 #[tokio::test]
 async fn a_conversation_goes_from_form_to_answered_turn_to_delivery() {
@@ -59,7 +59,7 @@ async fn a_conversation_goes_from_form_to_answered_turn_to_delivery() {
     assert!(recorded.iter().all(|r| r.is_new));
 
     let TurnClaim::Claimed(turn) = store
-        .claim_turn(&customer, Duration::from_secs(60))
+        .claim_turn(&customer, Duration::from_secs(60), MAX_ATTEMPTS)
         .await
         .unwrap()
     else {
@@ -162,33 +162,44 @@ async fn a_failed_turn_keeps_its_reason_and_releases_or_fails_its_messages() {
         .unwrap();
 
     let TurnClaim::Claimed(turn) = store
-        .claim_turn(&customer, Duration::from_secs(60))
+        .claim_turn(&customer, Duration::from_secs(60), MAX_ATTEMPTS)
         .await
         .unwrap()
     else {
         panic!()
     };
     let released = store
-        .fail_turn(turn.turn_id, "Retell answered 500", true)
+        .fail_turn(
+            turn.turn_id,
+            "Retell answered 500",
+            TurnRetry::After {
+                delay: Duration::from_secs(2),
+                count_attempt: true,
+            },
+        )
         .await
         .unwrap();
     assert_eq!((released.released, released.failed), (1, 0));
 
     let TurnClaim::Claimed(turn) = store
-        .claim_turn(&customer, Duration::from_secs(60))
+        .claim_turn(&customer, Duration::from_secs(60), MAX_ATTEMPTS)
         .await
         .unwrap()
     else {
         panic!("released messages are claimed by the next turn")
     };
     let failed = store
-        .fail_turn(turn.turn_id, "Graph error 131026: undeliverable", false)
+        .fail_turn(
+            turn.turn_id,
+            "Graph error 131026: undeliverable",
+            TurnRetry::No,
+        )
         .await
         .unwrap();
     assert_eq!((failed.released, failed.failed), (0, 1));
     assert_eq!(
         store
-            .claim_turn(&customer, Duration::from_secs(60))
+            .claim_turn(&customer, Duration::from_secs(60), MAX_ATTEMPTS)
             .await
             .unwrap(),
         TurnClaim::Idle

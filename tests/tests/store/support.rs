@@ -8,6 +8,9 @@ use shared::domain::{
     PhoneNumber,
 };
 
+/// The attempts claim_turn allows (TURN_MAX_ATTEMPTS's default).
+pub const MAX_ATTEMPTS: u32 = 5;
+
 pub fn stack() -> &'static LocalStack {
     LocalStack::shared()
 }

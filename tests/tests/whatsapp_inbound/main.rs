@@ -500,3 +500,277 @@ async fn a_stop_of_marketing_messages_in_whatsapp_opts_the_customer_out() {
     assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
     assert_eq!(opted_out(stack, &known_key).await, Some(true));
 }
+
+/// A username-only sender's business-scoped user id no other test uses.
+fn user_id() -> String {
+    format!("US.{}", unique("x"))
+}
+
+#[tokio::test]
+async fn a_value_the_store_would_refuse_costs_only_its_own_element() {
+    let stack = LocalStack::shared();
+    let queue = RecordingQueue::default();
+    let webhook = webhook(stack, &queue);
+    let ours = sandbox::graph_standin::PHONE_NUMBER_ID;
+    let (ana, beto, carla, username) = (wa_id(), wa_id(), wa_id(), user_id());
+    let [good, bad_type, future, nul, by_username] = ["good", "type", "future", "nul", "username"]
+        .map(|label| unique(&format!("wamid.{label}")));
+    let now = chrono::Utc::now().timestamp().to_string();
+    let long_name = "Carla ".repeat(60);
+    let body = change_delivery(
+        "messages",
+        ours,
+        json!({
+            "contacts": [
+                { "profile": { "name": "Ana" }, "wa_id": ana },
+                { "profile": { "name": "Beto" }, "wa_id": beto },
+                { "profile": { "name": long_name }, "wa_id": carla },
+                // WhatsApp ids the store refuses (`^[0-9]{6,20}$`) and a user id too long.
+                { "profile": { "name": "Dani" }, "wa_id": "12345", "user_id": username }
+            ],
+            "messages": [
+                { "from": ana, "id": good, "timestamp": now, "type": "text", "text": { "body": "hola" } },
+                // A type the store refuses (`^[a-z_]{1,40}$`) and a time it cannot hold.
+                { "from": beto, "id": bad_type, "timestamp": now, "type": "Poll-Vote",
+                  "Poll-Vote": { "option": 1 } },
+                { "from": beto, "id": future, "timestamp": "253402300800", "type": "text",
+                  "text": { "body": "year 10000" } },
+                // A NUL, which neither text nor jsonb holds.
+                { "from": carla, "id": nul, "timestamp": now, "type": "text",
+                  "text": { "body": "ho\u{0}la" } },
+                { "from_user_id": username, "id": by_username, "timestamp": now, "type": "text",
+                  "text": { "body": "buenas" } }
+            ],
+            "statuses": [{ "id": unique("wamid.out"), "status": "failed", "timestamp": now,
+                           "recipient_id": ana, "errors": [{ "code": 131000, "title": "x\u{0}" }] }]
+        }),
+    );
+    assert_eq!(
+        respond(&webhook, signed(&body)).await,
+        (200, "EVENT_RECEIVED".to_owned())
+    );
+
+    let recorded = |wamid: String| async move {
+        count(
+            stack,
+            "select count(*) from whatsapp_messages where wamid = $1",
+            &wamid,
+        )
+        .await
+    };
+    for wamid in [&good, &nul, &by_username] {
+        assert_eq!(recorded(wamid.clone()).await, 1, "{wamid} recorded");
+    }
+    for wamid in [&bad_type, &future] {
+        assert_eq!(recorded(wamid.clone()).await, 0, "{wamid} not recorded");
+        assert_eq!(
+            count(
+                stack,
+                "select count(*) from unprocessed_webhook_events
+                 where reason like '%' || $1 || '%' and payload->>'id' = $1",
+                wamid,
+            )
+            .await,
+            1,
+            "{wamid} kept as unprocessed, its reason naming it"
+        );
+    }
+    let db = stack.database().await.unwrap();
+    let reason: String = db
+        .query_one(
+            "select reason from unprocessed_webhook_events where payload->>'id' = $1",
+            &[&bad_type],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(reason.contains("type \"Poll-Vote\""), "{reason}");
+    let body_of_nul: String = db
+        .query_one(
+            "select body from whatsapp_messages where wamid = $1",
+            &[&nul],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(body_of_nul, "ho\u{FFFD}la");
+
+    // The sender's details the store would refuse are fitted, the messages kept.
+    let session = |key: String| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "select wa_id, whatsapp_user_id, whatsapp_profile_name from chat_sessions
+                 where customer_key = $1::text",
+                &[&key],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let carla_key = CustomerKey::from_whatsapp_id(&carla).unwrap();
+    let row = session(carla_key.as_str().to_owned()).await;
+    let name: String = row.get(2);
+    assert_eq!(name, long_name[..200].trim_end(), "cut to 200 characters");
+    let row = session(username.clone()).await;
+    assert_eq!(
+        row.get::<_, Option<String>>(0),
+        None,
+        "no WhatsApp id of 5 digits"
+    );
+    assert_eq!(row.get::<_, Option<String>>(1), Some(username.clone()));
+
+    let mut queued: Vec<String> = queue
+        .jobs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(job, _)| job.customer_key().as_str().to_owned())
+        .collect();
+    queued.sort();
+    let mut expected = vec![
+        CustomerKey::from_whatsapp_id(&ana)
+            .unwrap()
+            .as_str()
+            .to_owned(),
+        carla_key.as_str().to_owned(),
+        username.clone(),
+    ];
+    expected.sort();
+    assert_eq!(
+        queued, expected,
+        "a turn for each customer recorded, none for Beto"
+    );
+
+    // A stop from a user known by id, with a WhatsApp id the store refuses: opted out.
+    let stopper = user_id();
+    let body = change_delivery(
+        "user_preferences",
+        ours,
+        json!({ "user_preferences": [{ "wa_id": "55-1234", "user_id": stopper,
+            "category": "marketing_messages", "value": "stop", "timestamp": 253402300800_u64 }] }),
+    );
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    let stopper_key = CustomerKey::from_whatsapp_user_id(&stopper).unwrap();
+    assert_eq!(opted_out(stack, &stopper_key).await, Some(true));
+}
+
+#[tokio::test]
+async fn a_delivery_the_store_refuses_is_kept_whole_and_answered_200_not_retried_for_days() {
+    // A stack of our own, given rules the bridge does not know of.
+    let own = LocalStack::start().unwrap();
+    let queue = RecordingQueue::default();
+    let webhook = webhook(&own, &queue);
+    let db = own.database().await.unwrap();
+    db.batch_execute(
+        "alter table public.whatsapp_messages add constraint unforeseen
+           check (body is distinct from 'an unforeseen rule')",
+    )
+    .await
+    .unwrap();
+    let (ana, beto) = (wa_id(), wa_id());
+    let (hola, refused) = (unique("wamid.hola"), unique("wamid.refused"));
+    let body = text_payload(&[
+        (&ana, &hola, "hola"),
+        (&beto, &refused, "an unforeseen rule"),
+    ]);
+    assert_eq!(
+        respond(&webhook, signed(&body)).await,
+        (200, "EVENT_RECEIVED".to_owned()),
+        "Meta would deliver Ana's message again for days with it"
+    );
+    for wamid in [&hola, &refused] {
+        assert_eq!(
+            count(
+                &own,
+                "select count(*) from whatsapp_messages where wamid = $1",
+                wamid
+            )
+            .await,
+            0,
+            "one transaction: nothing of the delivery recorded"
+        );
+    }
+    let kept = db
+        .query(
+            "select reason, payload::text from unprocessed_webhook_events
+             where payload::text like '%' || $1 || '%'",
+            &[&hola],
+        )
+        .await
+        .unwrap();
+    let [kept] = kept.as_slice() else {
+        panic!("kept once: {kept:?}");
+    };
+    let reason: String = kept.get(0);
+    assert!(
+        reason.starts_with("the store refused the delivery, kept whole: HTTP 400 23514")
+            && reason.contains("unforeseen"),
+        "{reason}"
+    );
+    let payload: Value = serde_json::from_str(kept.get(1)).unwrap();
+    assert_eq!(
+        payload,
+        serde_json::from_str::<Value>(&body).unwrap(),
+        "the whole delivery, as Meta sent it"
+    );
+    assert!(queue.jobs.lock().unwrap().is_empty(), "nothing queued");
+
+    // Refused even as unprocessed: still 200, and only the log keeps it.
+    db.batch_execute(
+        "alter table public.unprocessed_webhook_events add constraint unforeseen_too
+           check (payload::text not like '%refused everywhere%')",
+    )
+    .await
+    .unwrap();
+    let lost = unique("wamid.lost");
+    let body = text_payload(&[
+        (&ana, &lost, "refused everywhere"),
+        (&beto, &unique("wamid.refused"), "an unforeseen rule"),
+    ]);
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    assert_eq!(
+        count(
+            &own,
+            "select count(*) from unprocessed_webhook_events where payload::text like '%' || $1 || '%'",
+            &lost
+        )
+        .await,
+        0
+    );
+    assert!(queue.jobs.lock().unwrap().is_empty());
+
+    // A delivery the rules allow goes through as ever.
+    let fine = unique("wamid.fine");
+    let body = text_payload(&[(&ana, &fine, "¿sigue ahí?")]);
+    assert_eq!(respond(&webhook, signed(&body)).await.0, 200);
+    assert_eq!(queue.jobs.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_store_that_refuses_our_key_answers_503_so_that_meta_delivers_again() {
+    let stack = LocalStack::shared();
+    let queue = RecordingQueue::default();
+    // The anon key where the service-role key belongs: every call is refused (401/403).
+    let webhook = WhatsAppWebhook::new(
+        PostgrestStore::new(&stack.store_config(&stack.anon_key), shared::http::client()),
+        &queue,
+        &GraphStandIn::start().webhook_config(),
+    );
+    let wamid = unique("wamid.key");
+    let body = text_payload(&[(&wa_id(), &wamid, "hola")]);
+    let (status, answer) = respond(&webhook, signed(&body)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("store_unauthorized"), "{answer}");
+    assert_eq!(
+        count(
+            stack,
+            "select count(*) from unprocessed_webhook_events where payload::text like '%' || $1 || '%'",
+            &wamid
+        )
+        .await,
+        0,
+        "not kept as refused: the delivery is not at fault"
+    );
+    assert!(queue.jobs.lock().unwrap().is_empty());
+}

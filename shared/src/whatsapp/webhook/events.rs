@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::message::message_event;
 use super::payload::{Change, Lenient, MetaError, Phone, UserPreference, WebhookPayload, mask};
 use super::status::status_event;
+use super::storable;
 use crate::domain::{CustomerKey, DeliveryUpdate, InboundMessage};
 
 /// The `object` of every WhatsApp Business Account notification.
@@ -337,11 +338,15 @@ fn preference_event(
     let at = parsed
         .timestamp
         .filter(|seconds| seconds.is_finite())
-        .and_then(|seconds| DateTime::from_timestamp(seconds as i64, 0));
+        .and_then(|seconds| storable::time(seconds as i64));
+    // The ids a session the opt-out creates keeps: only those the store takes.
     WebhookEvent::MarketingPreference(PreferenceEvent {
         customer_key,
-        wa_id: parsed.wa_id.clone(),
-        whatsapp_user_id: parsed.user_id.clone(),
+        wa_id: parsed
+            .wa_id
+            .clone()
+            .filter(|wa_id| storable::wa_id(wa_id).is_some()),
+        whatsapp_user_id: parsed.user_id.as_deref().and_then(storable::user_id),
         preference: choice,
         at,
         phone_number_id: phone_number_id.map(str::to_owned),
@@ -475,6 +480,35 @@ mod tests {
             matches!(one_event(unreadable), WebhookEvent::Error(_)),
             "an unreadable `user_preferences` change is an error, not another subscription"
         );
+    }
+
+    #[test]
+    fn a_preferences_ids_the_store_refuses_are_left_out_and_the_stop_kept() {
+        let payload = envelope(vec![preferences_change(json!({
+            "user_preferences": [
+                { "wa_id": "55-1234", "user_id": "US.1349", "category": "marketing_messages",
+                  "value": "stop", "timestamp": 253402300800_u64 },
+                { "wa_id": "5215512345678", "user_id": "", "category": "marketing_messages",
+                  "value": "stop", "timestamp": 1731705721 }
+            ]
+        }))]);
+        let events = events_of(payload);
+        let [
+            WebhookEvent::MarketingPreference(by_user_id),
+            WebhookEvent::MarketingPreference(by_phone),
+        ] = events.as_slice()
+        else {
+            panic!("unexpected {events:?}");
+        };
+        assert_eq!(by_user_id.customer_key.as_str(), "US.1349");
+        assert_eq!(by_user_id.wa_id, None, "not a WhatsApp id the store keeps");
+        assert_eq!(by_user_id.at, None, "year 10000: no time the store reads");
+        assert_eq!(by_phone.customer_key.as_str(), "525512345678");
+        assert_eq!(
+            by_phone.whatsapp_user_id, None,
+            "empty: the store keeps 1 to 128"
+        );
+        assert_eq!(by_phone.at, Some(at(1_731_705_721)));
     }
 
     #[test]

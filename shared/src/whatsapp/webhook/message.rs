@@ -4,6 +4,7 @@
 use super::events::WebhookEvent;
 use super::payload::{Contact, Lenient, Message, MessageContent};
 use super::status::from_unix_seconds;
+use super::storable;
 use crate::domain::{CustomerKey, InboundMessage, MessageId};
 
 pub(super) fn message_event(
@@ -32,10 +33,18 @@ pub(super) fn message_event(
     };
     let Some(sent_at) = from_unix_seconds(&parsed.timestamp) else {
         return unreadable(format!(
-            "message {wamid}: timestamp {:?} is not unix seconds",
-            parsed.timestamp
+            "message {wamid}: timestamp {:?} is not {}",
+            parsed.timestamp,
+            storable::TIME_RULE
         ));
     };
+    let message_type = parsed.content.message_type();
+    if !storable::is_message_type(message_type) {
+        return unreadable(format!(
+            "message {wamid}: type {message_type:?} is not one the store takes ({})",
+            storable::MESSAGE_TYPE_RULE
+        ));
+    }
     let Some(customer_key) = sender_key(parsed) else {
         return WebhookEvent::Ignored {
             reason: format!(
@@ -46,24 +55,31 @@ pub(super) fn message_event(
         };
     };
     let contact = sender_contact(parsed, contacts);
+    // Who the sender is besides the key: only what the store keeps (see `storable.rs`).
     WebhookEvent::Message(InboundMessage {
         wamid,
         customer_key,
-        message_type: parsed.content.message_type().to_owned(),
+        message_type: message_type.to_owned(),
         body: parsed.content.text().map(str::to_owned),
         payload: Some(message.raw.clone()),
         sent_at,
         wa_id: contact
             .and_then(|contact| contact.wa_id.as_ref())
-            .or(parsed.from.as_ref())
-            .map(|wa_id| wa_id.as_str().to_owned()),
+            .and_then(storable::wa_id)
+            .or_else(|| parsed.from.as_ref().and_then(storable::wa_id)),
         whatsapp_user_id: parsed
             .from_user_id
-            .clone()
-            .or_else(|| contact.and_then(|contact| contact.user_id.clone())),
+            .as_deref()
+            .and_then(storable::user_id)
+            .or_else(|| {
+                contact
+                    .and_then(|contact| contact.user_id.as_deref())
+                    .and_then(storable::user_id)
+            }),
         profile_name: contact
             .and_then(|contact| contact.profile.as_ref())
-            .and_then(|profile| profile.name.clone()),
+            .and_then(|profile| profile.name.as_deref())
+            .map(storable::profile_name),
     })
 }
 
@@ -371,6 +387,82 @@ mod tests {
             parsed.errors[0].details(),
             Some("Message type is currently not supported.")
         );
+    }
+
+    #[test]
+    fn what_the_store_refuses_costs_only_its_own_message_and_the_sender_is_fitted() {
+        let long_user_id = format!("US.{}", "1".repeat(200));
+        let payload = envelope(vec![messages_change(json!({
+            // One contact that does not name the sender: its WhatsApp id is not one either.
+            "contacts": [{ "profile": { "name": "😀".repeat(300) }, "wa_id": "not-digits",
+                           "user_id": long_user_id }],
+            "messages": [
+                message("wamid.TYPE", json!({ "type": "Poll-Vote", "Poll-Vote": { "option": 1 } })),
+                message("wamid.LONGTYPE", json!({ "type": "a".repeat(41) })),
+                { "from": "5215512345678", "id": "wamid.FUTURE", "timestamp": "253402300800",
+                  "type": "text", "text": { "body": "year 10000" } },
+                { "from": "5215512345678", "id": "wamid.PAST", "timestamp": "-62135596801",
+                  "type": "text", "text": { "body": "year 0" } },
+                { "from": "5215512345678", "from_user_id": long_user_id, "id": "wamid.OK",
+                  "timestamp": "1749416383", "type": "text", "text": { "body": "hola" } }
+            ]
+        }))]);
+        let events = events_of(payload);
+        let [
+            WebhookEvent::Error(bad_type),
+            WebhookEvent::Error(long_type),
+            WebhookEvent::Error(future),
+            WebhookEvent::Error(past),
+            WebhookEvent::Message(kept),
+        ] = events.as_slice()
+        else {
+            panic!("unexpected {events:?}");
+        };
+        let reason = |error: &crate::whatsapp::webhook::WebhookError| match &error.cause {
+            crate::whatsapp::webhook::WebhookErrorCause::Unreadable(why) => why.clone(),
+            other => panic!("not unreadable: {other:?}"),
+        };
+        assert!(
+            reason(bad_type).contains("wamid.TYPE: type \"Poll-Vote\""),
+            "{}",
+            reason(bad_type)
+        );
+        assert!(reason(bad_type).contains("a to z and _"));
+        assert_eq!(bad_type.raw["Poll-Vote"]["option"], 1, "kept whole");
+        assert!(reason(long_type).contains("wamid.LONGTYPE: type"));
+        for (error, wamid) in [(future, "wamid.FUTURE"), (past, "wamid.PAST")] {
+            let why = reason(error);
+            assert!(why.contains(wamid) && why.contains("timestamp"), "{why}");
+            assert!(why.contains("years 1 to 9999"), "{why}");
+        }
+        assert_eq!(kept.wamid.as_str(), "wamid.OK");
+        assert_eq!(
+            kept.wa_id.as_deref(),
+            Some("5215512345678"),
+            "the sender's own id, not the contact's"
+        );
+        assert_eq!(kept.whatsapp_user_id, None, "longer than the store keeps");
+        assert_eq!(
+            kept.profile_name.as_deref(),
+            Some("😀".repeat(200).as_str()),
+            "cut to what the store keeps, not lost"
+        );
+    }
+
+    #[test]
+    fn a_username_only_senders_contact_id_the_store_refuses_is_left_out() {
+        let payload = envelope(vec![messages_change(json!({
+            "contacts": [{ "user_id": "US.1349", "wa_id": "12345",
+                           "profile": { "name": "Ana" } }],
+            "messages": [{ "from_user_id": "US.1349", "id": "wamid.U", "timestamp": "1749416383",
+                           "type": "text", "text": { "body": "hola" } }]
+        }))]);
+        let WebhookEvent::Message(message) = one_event(events_of(payload)) else {
+            panic!("expected one message");
+        };
+        assert_eq!(message.customer_key.as_str(), "US.1349");
+        assert_eq!(message.wa_id, None, "5 digits: the store keeps 6 to 20");
+        assert_eq!(message.whatsapp_user_id.as_deref(), Some("US.1349"));
     }
 
     fn raw_message_of(event: &WebhookEvent) -> Value {

@@ -4,6 +4,8 @@
 //! Meta retries anything but a 200 for days, so parsing is lenient: every field Meta may omit
 //! is optional, unknown fields and message types are tolerated, and one element that cannot be
 //! read becomes an [`WebhookEvent::Error`] without costing the others in the same delivery.
+//! Each element is also read against the checks of the store it goes to (`storable.rs`), so
+//! that no value the store refuses costs the others either.
 
 mod events;
 mod handshake;
@@ -11,6 +13,7 @@ mod message;
 mod payload;
 mod signature;
 mod status;
+mod storable;
 
 pub use events::{
     MESSAGES_FIELD, MarketingPreference, PreferenceEvent, StatusEvent, USER_PREFERENCES_FIELD,
@@ -25,6 +28,7 @@ pub use payload::{
     UserPreference, WebhookPayload,
 };
 pub use signature::{SIGNATURE_HEADER, SignatureError, verify_signature};
+pub use storable::{nul_free, nul_free_json};
 
 /// What the tests of more than one part build payloads and read their events with.
 #[cfg(test)]

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::events::{StatusEvent, WebhookEvent};
 use super::payload::{Lenient, Status};
+use super::storable;
 use crate::domain::{DeliveryStatus, DeliveryUpdate, MessageId};
 
 pub(super) fn status_event(
@@ -35,8 +36,9 @@ pub(super) fn status_event(
     };
     let Some(at) = from_unix_seconds(&parsed.timestamp) else {
         return unreadable(format!(
-            "status of {wamid}: timestamp {:?} is not unix seconds",
-            parsed.timestamp
+            "status of {wamid}: timestamp {:?} is not {}",
+            parsed.timestamp,
+            storable::TIME_RULE
         ));
     };
     WebhookEvent::Status(StatusEvent {
@@ -53,10 +55,9 @@ pub(super) fn status_event(
     })
 }
 
-/// Meta's timestamps: unix seconds, as a string.
+/// Meta's timestamps: unix seconds, as a string; only a time the store takes.
 pub(super) fn from_unix_seconds(timestamp: &str) -> Option<DateTime<Utc>> {
-    let seconds = timestamp.trim().parse::<i64>().ok()?;
-    DateTime::from_timestamp(seconds, 0)
+    storable::time(timestamp.trim().parse::<i64>().ok()?)
 }
 
 #[cfg(test)]
@@ -113,5 +114,22 @@ mod tests {
         assert_eq!(failed.update.errors, Some(failed_errors));
         assert!(played.contains("\"played\""), "{played}");
         assert!(unknown.contains("\"deleted\""), "{unknown}");
+    }
+
+    #[test]
+    fn a_status_at_a_time_the_store_cannot_hold_is_kept_unreadable() {
+        let payload = envelope(vec![messages_change(json!({
+            "statuses": [status("wamid.Y", "read", "253402300800"), status("wamid.Z", "read", "1750030073")]
+        }))]);
+        let events = events_of(payload);
+        let [WebhookEvent::Error(error), WebhookEvent::Status(fine)] = events.as_slice() else {
+            panic!("unexpected {events:?}");
+        };
+        assert!(
+            matches!(&error.cause, crate::whatsapp::webhook::WebhookErrorCause::Unreadable(why)
+                if why.contains("wamid.Y") && why.contains("years 1 to 9999")),
+            "{error:?}"
+        );
+        assert_eq!(fine.update.wamid.as_str(), "wamid.Z");
     }
 }
