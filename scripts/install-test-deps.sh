@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs and a new machine lacks; does nothing for what is there.
 #   PostgreSQL server and client, pgTAP and pg_prove (Debian packages),
-#   postrust, a PostgREST-compatible server (from crates.io),
+#   postrust, a PostgREST-compatible server (from the Rust package registry),
 #   moto's server `moto_server`, an SQS-compatible server (from PyPI),
-#   rustfmt and clippy (rustup components).
+#   rustfmt and clippy (rustup components),
+#   Chromium and its WebDriver server (Debian's chromium and chromium-driver) and the npm
+#   package axe-core, for the browser test of the hosted form (tests/tests/browser).
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -28,6 +30,19 @@ if [ ${#packages[@]} -gt 0 ]; then
   if ! ls "/usr/share/postgresql/$pg_major/extension/pgtap.control" >/dev/null 2>&1; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$pg_major-pgtap" >/dev/null
   fi
+fi
+
+# The browser, without its desktop recommendations; a font so the page's text renders.
+browser=()
+command -v chromium >/dev/null || browser+=(chromium)
+command -v chromedriver >/dev/null || browser+=(chromium-driver)
+command -v npm >/dev/null || browser+=(npm)
+[ -n "$(fc-list 2>/dev/null | head -n 1)" ] || browser+=(fonts-liberation)
+if [ ${#browser[@]} -gt 0 ]; then
+  echo "installing ${browser[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${browser[@]}" >/dev/null
 fi
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -56,3 +71,11 @@ fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
+
+# axe-core's axe.min.js, which the browser test injects into the page (tests/tests/browser).
+axe_dir="${XDG_CACHE_HOME:-$HOME/.cache}/whatsapp-retell-bridge/axe-core"
+if [ ! -s "$axe_dir/node_modules/axe-core/axe.min.js" ]; then
+  echo "installing the npm package axe-core 4.x into $axe_dir"
+  mkdir -p "$axe_dir"
+  npm install --silent --no-audit --no-fund --no-save --prefix "$axe_dir" "axe-core@4" >/dev/null
+fi

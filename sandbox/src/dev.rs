@@ -1,31 +1,54 @@
 //! The whole bridge on one machine (`make dev`): both routes on one port, the worker in-process,
 //! the store on the local stack, and Retell and WhatsApp either real (their credentials are set)
 //! or stand-ins (the sandbox). The same assembly serves the end-to-end test.
+//!
+//! `GET /form` is the hosted form. Without `FORM_TURNSTILE_SITE_KEY` the sandbox runs the
+//! Turnstile stand-in (its widget always passes) and fills in the page's configuration, so
+//! http://127.0.0.1:3000/form works with no keys. `/form` answers CORS as the HTTP API's
+//! `CorsConfiguration` does in AWS (template.yaml): preflights without calling the door,
+//! `Access-Control-Allow-Origin` only for `FORM_ALLOWED_ORIGINS`, which here may also name
+//! `http://` origins on this machine (the examples' pages).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::StatusCode;
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
-use shared::config::{Env, FormConfig, WebhookConfig, WhatsAppConfig, WorkerConfig};
+use shared::bot_check::TurnstileClient;
+use shared::config::{
+    BrowserFormConfig, Env, FormConfig, WebhookConfig, WhatsAppConfig, WorkerConfig,
+};
 use shared::engine::BridgeEngine;
-use shared::ingress::Response as DoorResponse;
-use shared::ingress::form::FormIntake;
+use shared::ingress::form::{BrowserForms, FormIntake};
 use shared::ingress::whatsapp::WhatsAppWebhook;
+use shared::ingress::{Response as DoorResponse, SourceIp};
 use shared::queue::{InProcessQueue, InProcessSettings};
 use shared::store::PostgrestStore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{GraphStandIn, LocalStack, RetellStandIn};
+use crate::{GraphStandIn, LocalStack, RetellStandIn, TurnstileStandIn};
 
 /// The form secret of the sandbox, when `FORM_SHARED_SECRET` is not set.
 pub const SANDBOX_FORM_SECRET: &str = "dev-form-secret-of-the-local-sandbox";
+
+/// The sandbox page's business, when `FORM_BUSINESS_NAME` is not set.
+pub const SANDBOX_BUSINESS_NAME: &str = "Seguros Sandbox";
+
+/// The sandbox page's WhatsApp number (the `wa.me` link), when `FORM_WHATSAPP_NUMBER` is not set.
+pub const SANDBOX_WHATSAPP_NUMBER: &str = "15550000000";
+
+/// Where the examples' pages are served from locally (examples/README.md), the sandbox's
+/// `FORM_ALLOWED_ORIGINS` when it is not set.
+pub const EXAMPLES_ORIGIN: &str = "http://127.0.0.1:8080";
 
 type DevQueue = InProcessQueue<BridgeEngine>;
 
@@ -37,6 +60,10 @@ pub struct DevBridge {
     pub retell: Option<Arc<RetellStandIn>>,
     /// Set when WhatsApp is the stand-in.
     pub graph: Option<Arc<GraphStandIn>>,
+    /// Set when Turnstile is the stand-in (no `FORM_TURNSTILE_SITE_KEY`).
+    pub turnstile: Option<Arc<TurnstileStandIn>>,
+    /// The hosted form's configuration (the page and browser posts).
+    pub browser_forms: BrowserFormConfig,
     pub whatsapp: WhatsAppConfig,
     pub form_secret: String,
     /// What runs where, one line each, for the person who started it.
@@ -54,8 +81,9 @@ impl Drop for DevBridge {
 
 struct Routes {
     webhook: WhatsAppWebhook<PostgrestStore, DevQueue>,
-    form: FormIntake<PostgrestStore, DevQueue>,
+    form: FormIntake<PostgrestStore, DevQueue, TurnstileClient>,
     graph: Option<Arc<GraphStandIn>>,
+    turnstile: Option<Arc<TurnstileStandIn>>,
 }
 
 impl DevBridge {
@@ -145,9 +173,61 @@ impl DevBridge {
         env.entry("FORM_DEFAULT_COUNTRY".into())
             .or_insert_with(|| "MX".into());
 
+        let turnstile = if has(&env, "FORM_TURNSTILE_SITE_KEY") {
+            summary.push("bot check: Cloudflare Turnstile (real keys)".into());
+            None
+        } else {
+            let standin = TurnstileStandIn::start();
+            for (name, value) in [
+                (
+                    "FORM_TURNSTILE_SITE_KEY",
+                    crate::turnstile_standin::SITE_KEY.to_owned(),
+                ),
+                (
+                    "FORM_TURNSTILE_SECRET",
+                    crate::turnstile_standin::SECRET.to_owned(),
+                ),
+                ("FORM_TURNSTILE_VERIFY_URL", standin.verify_url()),
+                ("FORM_TURNSTILE_SCRIPT_URL", standin.script_url()),
+            ] {
+                env.insert(name.into(), value);
+            }
+            for (name, value) in [
+                ("FORM_BUSINESS_NAME", SANDBOX_BUSINESS_NAME),
+                ("FORM_WHATSAPP_NUMBER", SANDBOX_WHATSAPP_NUMBER),
+                ("FORM_ALLOWED_ORIGINS", EXAMPLES_ORIGIN),
+            ] {
+                if !has(&env, name) {
+                    env.insert(name.into(), value.into());
+                }
+            }
+            summary.push(format!(
+                "bot check: SANDBOX Turnstile stand-in at {} (its widget always passes)",
+                standin.url()
+            ));
+            Some(Arc::new(standin))
+        };
+        // `FORM_ALLOWED_ORIGINS` takes https origins; here also http ones on this machine.
+        let (local_origins, https_origins) =
+            split_local_origins(env.get("FORM_ALLOWED_ORIGINS").map_or("", String::as_str));
+        env.insert("FORM_ALLOWED_ORIGINS".into(), https_origins);
+
         let env = Env::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let http = shared::http::client();
         let worker = WorkerConfig::from_env(&env)?;
+        let mut browser_forms = BrowserFormConfig::from_env(&env)?
+            .context("FORM_TURNSTILE_SITE_KEY is set, so the hosted form is configured")?;
+        browser_forms.allowed_origins.extend(local_origins);
+        summary.push(format!(
+            "form page: GET /form ({}; may be embedded by and posted from {})",
+            browser_forms.business_name,
+            if browser_forms.allowed_origins.is_empty() {
+                "no other site".to_owned()
+            } else {
+                browser_forms.allowed_origins.join(", ")
+            }
+        ));
+        let cors = cors(&browser_forms.allowed_origins);
         let store_config = worker.store.clone();
         let whatsapp = worker.whatsapp.clone();
         let engine = BridgeEngine::from_config(&worker, http.clone());
@@ -178,16 +258,26 @@ impl DevBridge {
                 &WebhookConfig::from_env(&env)?,
             ),
             form: FormIntake::new(
-                PostgrestStore::new(&store_config, http),
+                PostgrestStore::new(&store_config, http.clone()),
                 queue.clone(),
                 FormConfig::from_env(&env)?,
-            ),
+            )
+            .with_browser_forms(BrowserForms {
+                bot_check: TurnstileClient::new(
+                    browser_forms.verify_url.as_str(),
+                    browser_forms.secret.clone(),
+                    http,
+                ),
+                config: browser_forms.clone(),
+            }),
             graph: graph.clone(),
+            turnstile: turnstile.clone(),
         });
         let router = Router::new()
             .route("/whatsapp", any(whatsapp_door))
-            .route("/form", any(form_door))
+            .route("/form", any(form_door).layer(cors))
             .route("/sandbox/outbox", get(outbox))
+            .route(crate::turnstile_standin::SCRIPT_PATH, get(turnstile_script))
             // The doors check the size themselves, as in AWS (Meta's deliveries reach 3 MB).
             .layer(DefaultBodyLimit::max(
                 shared::ingress::whatsapp::MAX_BODY_BYTES,
@@ -198,6 +288,8 @@ impl DevBridge {
             queue,
             retell,
             graph,
+            turnstile,
+            browser_forms,
             whatsapp,
             form_secret,
             summary,
@@ -205,6 +297,47 @@ impl DevBridge {
             _stack: stack,
         })
     }
+}
+
+impl DevBridge {
+    /// The router as a service that knows each connection's address, which the form's browser
+    /// path limits by (`SourceIp`, as API Gateway's `sourceIp` in AWS).
+    pub fn service(&self) -> IntoMakeServiceWithConnectInfo<Router, SocketAddr> {
+        self.router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>()
+    }
+}
+
+/// Splits `FORM_ALLOWED_ORIGINS` into the `http://` origins on this machine (127.0.0.1,
+/// localhost, [::1]), which only the dev server takes, and the rest, comma-separated.
+fn split_local_origins(origins: &str) -> (Vec<String>, String) {
+    let mut local = Vec::new();
+    let mut rest = Vec::new();
+    for origin in origins.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let loopback = url::Url::parse(origin).ok().filter(|url| {
+            url.scheme() == "http"
+                && matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        });
+        match loopback {
+            Some(url) => local.push(url.origin().ascii_serialization()),
+            None => rest.push(origin),
+        }
+    }
+    (local, rest.join(","))
+}
+
+/// What template.yaml's `CorsConfiguration` makes API Gateway do for `/form`.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
 }
 
 // The doors take and give `http` types: axum's request parts and body pass straight through.
@@ -218,9 +351,30 @@ async fn whatsapp_door(
     routes.webhook.handle(&request).await
 }
 
-async fn form_door(State(routes): State<Arc<Routes>>, parts: Parts, body: Bytes) -> DoorResponse {
+async fn form_door(
+    State(routes): State<Arc<Routes>>,
+    mut parts: Parts,
+    body: Bytes,
+) -> DoorResponse {
+    // The connection's address, where the form-intake function has API Gateway's sourceIp.
+    if let Some(ConnectInfo(address)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied() {
+        parts.extensions.insert(SourceIp(address.ip()));
+    }
     let request = axum::http::Request::from_parts(parts, body);
     routes.form.handle(&request).await
+}
+
+/// The stand-in's widget script, also at the bridge's own address, for pages that load it
+/// from there (examples/own-page.html).
+async fn turnstile_script(State(routes): State<Arc<Routes>>) -> Response {
+    match &routes.turnstile {
+        Some(standin) => Redirect::temporary(&standin.script_url()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "the Turnstile stand-in runs only in the sandbox (no FORM_TURNSTILE_SITE_KEY)",
+        )
+            .into_response(),
+    }
 }
 
 /// What the WhatsApp stand-in accepted, oldest first: `?to=+52…` for one customer, `&after=N`

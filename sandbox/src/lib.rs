@@ -14,11 +14,13 @@ pub mod retell_standin;
 pub mod schema;
 pub mod stack;
 pub mod standin;
+pub mod turnstile_standin;
 
 pub use graph_standin::{GraphFault, GraphStandIn};
 pub use outage_proxy::OutageProxy;
 pub use retell_standin::{RetellFault, RetellOperation, RetellStandIn};
 pub use stack::{LocalStack, sign_jwt};
+pub use turnstile_standin::TurnstileStandIn;
 
 use std::time::Duration;
 

@@ -384,6 +384,161 @@ impl FormConfig {
     }
 }
 
+/// The hosted form and the browser path of `POST /form` (Cloudflare Turnstile, the page's
+/// branding, the per-source limit). Apart from [`FormConfig`]: without
+/// `FORM_TURNSTILE_SITE_KEY` there is none, no page, and browser posts are refused.
+#[derive(Debug, Clone)]
+pub struct BrowserFormConfig {
+    /// The widget's public key (`FORM_TURNSTILE_SITE_KEY`).
+    pub site_key: String,
+    /// What siteverify checks a token with (`FORM_TURNSTILE_SECRET`, a secret).
+    pub secret: SecretString,
+    /// Turnstile's siteverify endpoint (`FORM_TURNSTILE_VERIFY_URL`).
+    pub verify_url: Url,
+    /// The widget's script, the page's only request (`FORM_TURNSTILE_SCRIPT_URL`).
+    pub script_url: Url,
+    /// The https origins that may embed the page or post from their own
+    /// (`FORM_ALLOWED_ORIGINS`, comma-separated), each as `https://host[:port]`; may be empty.
+    pub allowed_origins: Vec<String>,
+    /// Accepted browser forms per source address per hour (`FORM_BROWSER_LIMIT_PER_HOUR`).
+    pub limit_per_hour: u32,
+    /// Shown on the page and in the consent text (`FORM_BUSINESS_NAME`, required).
+    pub business_name: String,
+    /// The page's colour, `#rrggbb` in lower case (`FORM_BRAND_COLOR`).
+    pub brand_color: String,
+    /// An https image shown above the form (`FORM_LOGO_URL`).
+    pub logo_url: Option<Url>,
+    /// The consent checkbox's text, `{business}` standing for the business name
+    /// (`FORM_CONSENT_TEXT`).
+    pub consent_text: String,
+    /// The business's WhatsApp number in digits, for the confirmation's `wa.me` link
+    /// (`FORM_WHATSAPP_NUMBER`).
+    pub whatsapp_number: Option<String>,
+}
+
+impl BrowserFormConfig {
+    pub const DEFAULT_VERIFY_URL: &'static str =
+        "https://challenges.cloudflare.com/turnstile/v0/siteverify";
+    pub const DEFAULT_SCRIPT_URL: &'static str =
+        "https://challenges.cloudflare.com/turnstile/v0/api.js";
+    pub const DEFAULT_LIMIT_PER_HOUR: u32 = 5;
+    pub const DEFAULT_BRAND_COLOR: &'static str = "#128c7e";
+    pub const DEFAULT_CONSENT_TEXT: &'static str =
+        "Acepto que {business} me contacte por WhatsApp sobre mi solicitud.";
+
+    /// `None` when `FORM_TURNSTILE_SITE_KEY` is unset; every other variable is then unread.
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(site_key) = env.optional("FORM_TURNSTILE_SITE_KEY") else {
+            return Ok(None);
+        };
+        let site_key = site_key.to_owned();
+        let malformed = |name, reason: String| ConfigError::Malformed { name, reason };
+        let url_or = |name, default: &str| -> Result<Url, ConfigError> {
+            Ok(env
+                .url(name)?
+                .unwrap_or_else(|| Url::parse(default).expect("valid URL")))
+        };
+        let allowed_origins = env
+            .optional("FORM_ALLOWED_ORIGINS")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(|origin| {
+                https_origin(origin).ok_or_else(|| {
+                    malformed(
+                        "FORM_ALLOWED_ORIGINS",
+                        format!("{origin:?} is not an https origin like https://www.example.com"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let brand_color = match env.optional("FORM_BRAND_COLOR") {
+            None => Self::DEFAULT_BRAND_COLOR.to_owned(),
+            Some(color) if is_hex_color(color) => color.to_ascii_lowercase(),
+            Some(color) => {
+                return Err(malformed(
+                    "FORM_BRAND_COLOR",
+                    format!("{color:?} is not a colour like #128c7e"),
+                ));
+            }
+        };
+        let logo_url = match env.url("FORM_LOGO_URL")? {
+            Some(url) if url.scheme() != "https" => {
+                return Err(malformed(
+                    "FORM_LOGO_URL",
+                    format!("{url} is not an https URL"),
+                ));
+            }
+            logo => logo,
+        };
+        let whatsapp_number = match env.optional("FORM_WHATSAPP_NUMBER") {
+            None => None,
+            Some(number) => {
+                let digits: String = number
+                    .trim_start_matches('+')
+                    .chars()
+                    .filter(|c| !matches!(c, ' ' | '-'))
+                    .collect();
+                if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(malformed(
+                        "FORM_WHATSAPP_NUMBER",
+                        format!("{number:?} is not a phone number in digits like 5215512345678"),
+                    ));
+                }
+                Some(digits)
+            }
+        };
+        Ok(Some(Self {
+            site_key,
+            secret: env.secret("FORM_TURNSTILE_SECRET")?,
+            verify_url: url_or("FORM_TURNSTILE_VERIFY_URL", Self::DEFAULT_VERIFY_URL)?,
+            script_url: url_or("FORM_TURNSTILE_SCRIPT_URL", Self::DEFAULT_SCRIPT_URL)?,
+            allowed_origins,
+            limit_per_hour: env
+                .parsed("FORM_BROWSER_LIMIT_PER_HOUR")?
+                .unwrap_or(Self::DEFAULT_LIMIT_PER_HOUR),
+            business_name: env.required("FORM_BUSINESS_NAME")?.to_owned(),
+            brand_color,
+            logo_url,
+            consent_text: env
+                .optional("FORM_CONSENT_TEXT")
+                .unwrap_or(Self::DEFAULT_CONSENT_TEXT)
+                .to_owned(),
+            whatsapp_number,
+        }))
+    }
+
+    /// The hosts of [`Self::allowed_origins`], which a token's hostname may also be.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        self.allowed_origins
+            .iter()
+            .filter_map(|origin| Url::parse(origin).ok())
+            .filter_map(|url| url.host_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The consent text with the business name in place of `{business}`.
+    pub fn consent(&self) -> String {
+        self.consent_text.replace("{business}", &self.business_name)
+    }
+}
+
+/// `https://host[:port]` when `text` is exactly an https origin (a trailing `/` allowed).
+fn https_origin(text: &str) -> Option<String> {
+    let url = Url::parse(text).ok()?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    let plain = url.username().is_empty() && url.password().is_none();
+    (url.scheme() == "https" && url.host().is_some() && bare && plain)
+        .then(|| url.origin().ascii_serialization())
+}
+
+/// `#rrggbb`.
+fn is_hex_color(text: &str) -> bool {
+    text.len() == 7 && text.starts_with('#') && text[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The FIFO queue of turns.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
@@ -720,5 +875,118 @@ mod tests {
         assert_eq!(whatsapp.api_version, "v23.0");
         assert_eq!(whatsapp.graph_url, "https://graph.facebook.com");
         assert!(QueueConfig::from_env(&env).unwrap().endpoint_url.is_none());
+    }
+
+    fn browser(
+        extra: &[(&'static str, &'static str)],
+    ) -> Result<Option<BrowserFormConfig>, ConfigError> {
+        let mut pairs = vec![
+            ("FORM_TURNSTILE_SITE_KEY", "1x00000000000000000000AA"),
+            (
+                "FORM_TURNSTILE_SECRET",
+                "1x0000000000000000000000000000000AA",
+            ),
+            ("FORM_BUSINESS_NAME", "Seguros Lupita"),
+        ];
+        pairs.extend_from_slice(extra);
+        BrowserFormConfig::from_env(&store_env(&pairs))
+    }
+
+    #[test]
+    fn browser_forms_are_off_without_a_site_key() {
+        let env = store_env(&[("FORM_BUSINESS_NAME", "x"), ("FORM_BRAND_COLOR", "red")]);
+        assert!(BrowserFormConfig::from_env(&env).unwrap().is_none());
+    }
+
+    #[test]
+    fn browser_forms_have_defaults_and_read_every_variable() {
+        let config = browser(&[]).unwrap().unwrap();
+        assert_eq!(
+            config.verify_url.as_str(),
+            BrowserFormConfig::DEFAULT_VERIFY_URL
+        );
+        assert_eq!(
+            config.script_url.as_str(),
+            BrowserFormConfig::DEFAULT_SCRIPT_URL
+        );
+        assert!(config.allowed_origins.is_empty());
+        assert_eq!(config.limit_per_hour, 5);
+        assert_eq!(config.brand_color, "#128c7e");
+        assert_eq!((config.logo_url, config.whatsapp_number), (None, None));
+        assert!(!format!("{:?}", config.secret).contains("1x0000"));
+        assert_eq!(config.consent_text, BrowserFormConfig::DEFAULT_CONSENT_TEXT);
+
+        let config = browser(&[
+            (
+                "FORM_ALLOWED_ORIGINS",
+                " https://www.example.com/ , https://shop.example.mx:8443,",
+            ),
+            ("FORM_BROWSER_LIMIT_PER_HOUR", "12"),
+            ("FORM_BRAND_COLOR", "#FFAA00"),
+            ("FORM_LOGO_URL", "https://cdn.example.com/logo.png"),
+            ("FORM_CONSENT_TEXT", "Sí, que {business} me escriba."),
+            ("FORM_WHATSAPP_NUMBER", "+52 1 55-1234-5678"),
+            (
+                "FORM_TURNSTILE_VERIFY_URL",
+                "http://127.0.0.1:4010/turnstile/v0/siteverify",
+            ),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            config.allowed_origins,
+            ["https://www.example.com", "https://shop.example.mx:8443"]
+        );
+        assert_eq!(
+            config.allowed_hosts(),
+            ["www.example.com", "shop.example.mx"]
+        );
+        assert_eq!(config.limit_per_hour, 12);
+        assert_eq!(config.brand_color, "#ffaa00");
+        assert_eq!(config.consent(), "Sí, que Seguros Lupita me escriba.");
+        assert_eq!(config.whatsapp_number.as_deref(), Some("5215512345678"));
+        assert_eq!(config.verify_url.port(), Some(4010));
+    }
+
+    #[test]
+    fn malformed_browser_variables_are_named() {
+        for (name, value) in [
+            ("FORM_BRAND_COLOR", "red"),
+            ("FORM_BRAND_COLOR", "#12345"),
+            ("FORM_BRAND_COLOR", "#12345g"),
+            ("FORM_ALLOWED_ORIGINS", "http://www.example.com"),
+            ("FORM_ALLOWED_ORIGINS", "https://www.example.com/form"),
+            ("FORM_ALLOWED_ORIGINS", "www.example.com"),
+            ("FORM_ALLOWED_ORIGINS", "https://a.example.com,*"),
+            ("FORM_LOGO_URL", "http://cdn.example.com/logo.png"),
+            ("FORM_LOGO_URL", "logo.png"),
+            ("FORM_WHATSAPP_NUMBER", "55-CALL-NOW"),
+            ("FORM_WHATSAPP_NUMBER", "123"),
+            ("FORM_BROWSER_LIMIT_PER_HOUR", "-1"),
+            ("FORM_BROWSER_LIMIT_PER_HOUR", "five"),
+            ("FORM_TURNSTILE_SCRIPT_URL", "ftp://x/api.js"),
+        ] {
+            let err = browser(&[(name, value)]).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!("{name} is malformed")),
+                "{value}: {err}"
+            );
+        }
+        let only_key = store_env(&[
+            ("FORM_TURNSTILE_SITE_KEY", "k"),
+            ("FORM_TURNSTILE_SECRET", "s"),
+        ]);
+        assert_eq!(
+            BrowserFormConfig::from_env(&only_key).unwrap_err(),
+            ConfigError::Missing("FORM_BUSINESS_NAME")
+        );
+        let no_secret = store_env(&[
+            ("FORM_TURNSTILE_SITE_KEY", "k"),
+            ("FORM_BUSINESS_NAME", "B"),
+        ]);
+        assert_eq!(
+            BrowserFormConfig::from_env(&no_secret).unwrap_err(),
+            ConfigError::Missing("FORM_TURNSTILE_SECRET")
+        );
     }
 }

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::bot_check::{BotCheck, BotCheckError, Challenge, Expected};
 use crate::domain::{
-    ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits, RecordedMessage,
-    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, StrandedWork, SubmissionId,
-    SubmissionStatus, TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry, UnprocessedEvent,
+    BrowserRecording, ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
+    FormSubmission, InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits,
+    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StoredSubmission,
+    StrandedWork, SubmissionId, SubmissionStatus, TurnClaim, TurnCompletion, TurnFailure, TurnId,
+    TurnRetry, UnprocessedEvent,
 };
 use crate::queue::{QueueError, TurnJob, TurnQueue};
 use crate::store::{PostgrestError, SessionStore, StoreError};
@@ -37,6 +39,10 @@ struct StoreState {
     stranded: StrandedWork,
     /// The grace each sweep was made with.
     sweeps: Vec<Duration>,
+    /// The source of each browser form recorded (by call, limited ones included).
+    sources: Vec<SourceLimit>,
+    /// Browser forms recorded per source hash (the fake's hour never ends).
+    per_source: HashMap<String, u32>,
     /// Deferred submissions: id, reason, delay.
     deferred: Vec<(SubmissionId, String, Duration)>,
 }
@@ -87,6 +93,11 @@ impl FakeStore {
     /// The submissions deferred, with the reason and delay, in order.
     pub fn deferred(&self) -> Vec<(SubmissionId, String, Duration)> {
         self.0.lock().unwrap().deferred.clone()
+    }
+
+    /// The source limit of each browser form the store was asked to record, in order.
+    pub fn sources(&self) -> Vec<SourceLimit> {
+        self.0.lock().unwrap().sources.clone()
     }
 
     pub fn set_status(&self, id: SubmissionId, status: SubmissionStatus) {
@@ -140,6 +151,44 @@ impl SessionStore for FakeStore {
             status,
             outcome_reason,
         })
+    }
+
+    /// Limits by source like the SQL, over an hour that never ends: a source's forms past its
+    /// limit are [`BrowserRecording::Limited`] (retry after an hour), a repeated key never.
+    async fn record_browser_form_submission(
+        &self,
+        submission: &FormSubmission,
+        limits: OutreachLimits,
+        source: &SourceLimit,
+    ) -> Result<BrowserRecording, StoreError> {
+        {
+            let mut state = self.0.lock().unwrap();
+            state.sources.push(source.clone());
+            let known = state
+                .submissions
+                .contains_key(submission.idempotency_key.as_str());
+            let count = state
+                .per_source
+                .get(&source.source_hash)
+                .copied()
+                .unwrap_or(0);
+            if !known && count >= source.per_hour && state.fail_next.is_none() {
+                return Ok(BrowserRecording::Limited {
+                    retry_after: Duration::from_secs(3600),
+                });
+            }
+        }
+        let recorded = self.record_form_submission(submission, limits).await?;
+        if recorded.is_new {
+            *self
+                .0
+                .lock()
+                .unwrap()
+                .per_source
+                .entry(source.source_hash.clone())
+                .or_default() += 1;
+        }
+        Ok(BrowserRecording::Recorded(recorded))
     }
 
     async fn record_inbound(
@@ -292,5 +341,57 @@ impl TurnQueue for FakeQueue {
         }
         state.jobs.push((job.clone(), deduplication_id.to_owned()));
         Ok(())
+    }
+}
+
+/// A token the fake bot check was asked about, with what was expected of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedToken {
+    pub token: String,
+    pub remote_ip: Option<std::net::IpAddr>,
+    pub action: String,
+    pub hostnames: Vec<String>,
+}
+
+#[derive(Default)]
+struct BotCheckState {
+    /// What every non-empty token is answered (`None`: it passes).
+    refusal: Option<BotCheckError>,
+    checked: Vec<CheckedToken>,
+}
+
+/// A bot check that passes every non-empty token (an empty one is `Missing`) unless told to
+/// refuse, and records what it was asked.
+#[derive(Clone, Default)]
+pub struct FakeBotCheck(Arc<Mutex<BotCheckState>>);
+
+impl FakeBotCheck {
+    /// From now on every token is answered `refusal` (`None`: passes again).
+    pub fn answer(&self, refusal: Option<BotCheckError>) {
+        self.0.lock().unwrap().refusal = refusal;
+    }
+
+    pub fn checked(&self) -> Vec<CheckedToken> {
+        self.0.lock().unwrap().checked.clone()
+    }
+}
+
+impl BotCheck for FakeBotCheck {
+    async fn verify(
+        &self,
+        challenge: &Challenge<'_>,
+        expected: &Expected<'_>,
+    ) -> Result<(), BotCheckError> {
+        let mut state = self.0.lock().unwrap();
+        state.checked.push(CheckedToken {
+            token: challenge.token.to_owned(),
+            remote_ip: challenge.remote_ip,
+            action: expected.action.to_owned(),
+            hostnames: expected.hostnames.to_vec(),
+        });
+        if challenge.token.trim().is_empty() {
+            return Err(BotCheckError::Missing);
+        }
+        state.refusal.clone().map_or(Ok(()), Err)
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 mod aws;
+pub mod bot_check;
 pub mod config;
 pub mod domain;
 pub mod engine;

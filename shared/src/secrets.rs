@@ -28,14 +28,18 @@ pub const SECRET_ID_VARIABLE: &str = "BRIDGE_SECRET_ID";
 /// A Secrets Manager-compatible endpoint for local runs and the benchmarks.
 pub const ENDPOINT_VARIABLE: &str = "SECRETS_MANAGER_ENDPOINT_URL";
 /// Every variable the secret holds; each function reads some of them.
-pub const SECRET_VARIABLES: [&str; 6] = [
+pub const SECRET_VARIABLES: [&str; 7] = [
     "SUPABASE_SERVICE_ROLE_KEY",
     "RETELL_API_KEY",
     "WHATSAPP_ACCESS_TOKEN",
     "WHATSAPP_APP_SECRET",
     "WHATSAPP_VERIFY_TOKEN",
     "FORM_SHARED_SECRET",
+    "FORM_TURNSTILE_SECRET",
 ];
+/// Keys a secret may lack: the hosted form's Turnstile secret is needed only with its site key
+/// (`FORM_TURNSTILE_SITE_KEY`), and the configuration says so when it is missing then.
+pub const OPTIONAL_SECRET_VARIABLES: [&str; 1] = ["FORM_TURNSTILE_SECRET"];
 /// The whole read, retries included: INIT has 10 s.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(6);
 
@@ -62,7 +66,8 @@ impl std::fmt::Debug for SecretError {
 }
 
 /// `env` with the secret's `keys` set when it names a secret (`BRIDGE_SECRET_ID`); `env` as it
-/// is otherwise. Every key listed must be in the secret, a string.
+/// is otherwise. Every key listed must be in the secret, a string, but those of
+/// [`OPTIONAL_SECRET_VARIABLES`], which may be absent.
 pub async fn read_into(env: Env, keys: &[&'static str]) -> Result<Env, SecretError> {
     let Some(secret_id) = env.optional(SECRET_ID_VARIABLE).map(str::to_owned) else {
         return Ok(env);
@@ -86,6 +91,7 @@ fn pick(
     let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(secret_string)
         .map_err(|e| malformed(format!("its SecretString is not a JSON object ({e})")))?;
     keys.iter()
+        .filter(|&&key| object.contains_key(key) || !OPTIONAL_SECRET_VARIABLES.contains(&key))
         .map(|&key| match object.get(key) {
             None => Err(SecretError::MissingKey {
                 secret_id: secret_id.to_owned(),
@@ -176,6 +182,18 @@ mod tests {
                 .starts_with("the secret bridge is malformed")
         );
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_turnstile_secret_may_be_absent_and_is_taken_when_present() {
+        let keys = ["FORM_SHARED_SECRET", "FORM_TURNSTILE_SECRET"];
+        let without = r#"{"FORM_SHARED_SECRET": "s"}"#;
+        assert_eq!(
+            pick("bridge", without, &keys).unwrap(),
+            [("FORM_SHARED_SECRET".to_owned(), "s".to_owned())]
+        );
+        let with = r#"{"FORM_SHARED_SECRET": "s", "FORM_TURNSTILE_SECRET": "t"}"#;
+        assert_eq!(pick("bridge", with, &keys).unwrap().len(), 2);
     }
 
     #[test]

@@ -1,10 +1,35 @@
 //! The form-intake Lambda's configuration. API Gateway's request (HTTP API, payload 2.0) goes
 //! to [`shared::ingress::form::FormIntake::handle`] as `lambda_http` hands it over: an
-//! `http::Request` with the base64 body already decoded.
+//! `http::Request` with the base64 body already decoded, and the address it came from
+//! (`requestContext.http.sourceIp`) in its extensions as [`SourceIp`], which the form limits
+//! browsers' posts by.
+
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+use shared::ingress::SourceIp;
 
 /// The keys of the deployment's secret the function takes ([`shared::secrets::read_into`]):
 /// those its [`Config`] reads.
-pub const SECRETS: &[&str] = &["SUPABASE_SERVICE_ROLE_KEY", "FORM_SHARED_SECRET"];
+pub const SECRETS: &[&str] = &[
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "FORM_SHARED_SECRET",
+    "FORM_TURNSTILE_SECRET",
+];
+
+/// Puts the address API Gateway saw the request come from into its extensions, for the form.
+/// Without one (not an HTTP API request, or an address that does not parse) nothing is put:
+/// the form then counts the request as from an unknown source.
+pub fn with_source_ip(mut request: lambda_http::Request) -> lambda_http::Request {
+    let source_ip = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.as_deref(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    if let Some(ip) = source_ip.and_then(|ip| ip.trim().parse().ok()) {
+        request.extensions_mut().insert(SourceIp(ip));
+    }
+    request
+}
 
 /// What the function reads from its environment at INIT.
 #[derive(Debug)]
@@ -12,6 +37,8 @@ pub struct Config {
     pub store: shared::config::StoreConfig,
     pub queue: shared::config::QueueConfig,
     pub form: shared::config::FormConfig,
+    /// The page and browsers' posts, when `FORM_TURNSTILE_SITE_KEY` is set.
+    pub browser: Option<shared::config::BrowserFormConfig>,
 }
 
 impl Config {
@@ -20,6 +47,7 @@ impl Config {
             store: shared::config::StoreConfig::from_env(env)?,
             queue: shared::config::QueueConfig::from_env(env)?,
             form: shared::config::FormConfig::from_env(env)?,
+            browser: shared::config::BrowserFormConfig::from_env(env)?,
         })
     }
 }
@@ -29,15 +57,15 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use lambda_http::http::header::{
-        ALLOW, CONTENT_TYPE, HeaderName, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
+        ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderName, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
     };
     use lambda_http::{Body, IntoResponse, Request};
     use serde_json::Value;
     use shared::config::FormConfig;
     use shared::domain::{AllowedFields, CountryId, CustomerKey};
-    use shared::fakes::{FakeQueue, FakeStore};
-    use shared::ingress::Response;
-    use shared::ingress::form::FormIntake;
+    use shared::fakes::{FakeBotCheck, FakeQueue, FakeStore};
+    use shared::ingress::form::{BrowserForms, FormIntake};
+    use shared::ingress::{Response, SourceIp};
     use shared::queue::{QueueError, TurnJob};
     use shared::store::StoreError;
 
@@ -50,16 +78,20 @@ mod tests {
         queue: FakeQueue,
     }
 
-    fn harness_with(max_body_bytes: usize) -> Harness {
-        let (store, queue) = (FakeStore::default(), FakeQueue::default());
-        let config = FormConfig {
+    fn harness_config(max_body_bytes: usize) -> FormConfig {
+        FormConfig {
             shared_secret: SECRET.to_owned().into(),
             default_country: CountryId::MX,
             fields: AllowedFields::parse("producto,ciudad").unwrap(),
             max_body_bytes,
             outreach_cooldown: FormConfig::DEFAULT_OUTREACH_COOLDOWN,
             outreach_daily_limit: FormConfig::DEFAULT_OUTREACH_DAILY_LIMIT,
-        };
+        }
+    }
+
+    fn harness_with(max_body_bytes: usize) -> Harness {
+        let (store, queue) = (FakeStore::default(), FakeQueue::default());
+        let config = harness_config(max_body_bytes);
         Harness {
             // A fixed clock, when the fixtures arrived (their `timeEpoch`, and the time the signed
             // ones were signed at): signatures are fresh, and the derived idempotency key's
@@ -190,10 +222,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_browsers_preflight_gets_405_and_no_cors() {
+        // API Gateway answers preflights itself (CorsConfiguration): one reaching us is refused.
         let h = harness();
         let response = h.answer("options_preflight").await;
         assert_eq!(error(&response), err(405, "method_not_allowed", None));
-        assert_eq!(header(&response, ALLOW), Some("POST"));
+        assert_eq!(header(&response, ALLOW), Some("GET, POST"));
         assert_no_cors(&response);
     }
 
@@ -201,7 +234,8 @@ mod tests {
     async fn each_refusal_has_its_status_and_names_the_field_at_fault() {
         let h = harness();
         for (name, expected) in [
-            ("get_form", err(405, "method_not_allowed", None)),
+            // No FORM_TURNSTILE_SITE_KEY: no page.
+            ("get_form", err(404, "no_page", None)),
             ("post_unauthenticated", err(401, "unauthorized", None)),
             ("post_wrong_signature", err(401, "unauthorized", None)),
             ("post_stale_signature", err(401, "unauthorized", None)),
@@ -230,6 +264,54 @@ mod tests {
         }
         assert!(h.store.recorded().is_empty());
         assert!(h.queue.jobs().is_empty());
+    }
+
+    #[test]
+    fn the_source_address_goes_from_the_request_context_into_the_extensions() {
+        let request = crate::with_source_ip(fixture("post_json_bearer"));
+        assert_eq!(
+            request.extensions().get::<SourceIp>(),
+            Some(&SourceIp("189.203.48.17".parse().unwrap()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_browser_post_is_limited_by_the_keyed_hash_of_api_gateways_source_ip() {
+        let (store, queue, bot_check) = (
+            FakeStore::default(),
+            FakeQueue::default(),
+            FakeBotCheck::default(),
+        );
+        let env = shared::config::Env::from_pairs([
+            ("FORM_TURNSTILE_SITE_KEY", "1x00000000000000000000AA"),
+            (
+                "FORM_TURNSTILE_SECRET",
+                "1x0000000000000000000000000000000AA",
+            ),
+            ("FORM_BUSINESS_NAME", "Seguros Ana"),
+        ]);
+        let browser = shared::config::BrowserFormConfig::from_env(&env)
+            .unwrap()
+            .unwrap();
+        let intake = FormIntake::new(store.clone(), queue.clone(), harness_config(1024))
+            .with_browser_forms(BrowserForms {
+                config: browser,
+                bot_check: bot_check.clone(),
+            });
+        // The bearer fixture as a browser sends it: no credentials, the widget's token.
+        let request = fixture("post_json_bearer");
+        let (mut parts, _) = request.into_parts();
+        parts.headers.remove(AUTHORIZATION);
+        let form =
+            r#"{"name":"Ana","phone":"5512345678","consent":true,"cf-turnstile-response":"tok"}"#;
+        let request = Request::from_parts(parts, Body::from(form));
+        let response = intake.handle(&crate::with_source_ip(request)).await;
+        assert_eq!(response.status(), 202, "{}", response.body());
+        let checked = bot_check.checked();
+        assert_eq!(checked[0].remote_ip, Some("189.203.48.17".parse().unwrap()));
+        let hash = shared::signature::hmac_sha256_hex(SECRET.as_bytes(), &[b"189.203.48.17"]);
+        assert_eq!(store.sources()[0].source_hash, hash);
+        assert_eq!(store.sources()[0].per_hour, 5);
     }
 
     #[tokio::test]

@@ -31,11 +31,12 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("  worker: in-process, one turn at a time per customer");
     println!(
-        "  routes: GET|POST http://127.0.0.1:{port}/whatsapp, POST http://127.0.0.1:{port}/form"
+        "  routes: GET|POST http://127.0.0.1:{port}/whatsapp, GET|POST http://127.0.0.1:{port}/form"
     );
+    println!("  the form page: open http://127.0.0.1:{port}/form in a browser");
     println!("  try: make form NAME=Ana PHONE=5512345678, then make chat PHONE=5215512345678");
     println!("  Ctrl-C stops everything.");
-    axum::serve(listener, bridge.router.clone())
+    axum::serve(listener, bridge.service())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -342,6 +342,27 @@ impl ExtraField {
     }
 }
 
+/// The per-source limit a browser's form is recorded under: its source's keyed hash (hex
+/// HMAC-SHA256 of the address it came from; the address itself is never stored) and how many
+/// forms one source may have recorded per hour. Servers' forms have none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLimit {
+    /// 64 lower-case hex digits.
+    pub source_hash: String,
+    pub per_hour: u32,
+}
+
+/// What became of a browser's form: recorded (and decided, as a server's), or not recorded
+/// because its source reached its hourly limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrowserRecording {
+    Recorded(super::RecordedSubmission),
+    /// Nothing was recorded; one more form from this source fits after `retry_after`.
+    Limited {
+        retry_after: std::time::Duration,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,8 @@ pub use conversation::*;
 pub use customer_key::{CustomerKey, CustomerKeyError, PhoneNumber};
 pub use failure::{AccountProblem, FailureCause};
 pub use form::{
-    AllowedFields, CustomerName, ExtraField, ExtraFieldError, FORM_OWN_FIELDS, FieldName,
-    NameError, RESERVED_FIELDS,
+    AllowedFields, BrowserRecording, CustomerName, ExtraField, ExtraFieldError, FORM_OWN_FIELDS,
+    FieldName, NameError, RESERVED_FIELDS, SourceLimit,
 };
 pub use ids::{ChatId, IdError, IdempotencyKey, MessageId, SubmissionId, TurnId};
 pub use phonenumber::country::Id as CountryId;

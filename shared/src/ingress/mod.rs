@@ -9,6 +9,12 @@ pub mod whatsapp;
 use http::StatusCode;
 use http::header::{self, AsHeaderName, HeaderMap, HeaderValue};
 
+/// The address a request came from, as the entry point saw it (API Gateway's
+/// `requestContext.http.sourceIp`, the dev server's socket), put in the request's extensions:
+/// the form limits browsers' posts per source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceIp(pub std::net::IpAddr);
+
 /// What every door answers. The body is text: JSON, a challenge, or nothing.
 pub type Response = http::Response<String>;
 

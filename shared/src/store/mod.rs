@@ -10,10 +10,11 @@ pub use error::{PostgrestError, StoreError};
 pub use postgrest::PostgrestStore;
 
 use crate::domain::{
-    ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits, RecordedMessage,
-    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, StrandedWork, SubmissionId,
-    TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry, UnprocessedEvent,
+    BrowserRecording, ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
+    FormSubmission, InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits,
+    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StoredSubmission,
+    StrandedWork, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry,
+    UnprocessedEvent,
 };
 
 /// Every step is atomic and one round trip; every step may be retried after a timeout or an
@@ -46,6 +47,18 @@ pub trait SessionStore: Send + Sync {
         submission: &FormSubmission,
         limits: OutreachLimits,
     ) -> impl Future<Output = Result<RecordedSubmission, StoreError>> + Send;
+
+    /// A browser's form: as [`SessionStore::record_form_submission`], but first, in the same
+    /// transaction, the limit of its `source`: when `source.per_hour` forms from that source
+    /// were recorded in the last hour (and this idempotency key is new), nothing is recorded
+    /// and the answer is [`BrowserRecording::Limited`]. Concurrent calls for one source never
+    /// record more than the limit.
+    fn record_browser_form_submission(
+        &self,
+        submission: &FormSubmission,
+        limits: OutreachLimits,
+        source: &SourceLimit,
+    ) -> impl Future<Output = Result<BrowserRecording, StoreError>> + Send;
 
     fn session(
         &self,

@@ -14,10 +14,11 @@ use serde_json::json;
 use super::{PostgrestError, SessionStore, StoreError};
 use crate::config::StoreConfig;
 use crate::domain::{
-    ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate, FormSubmission,
-    InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits, RecordedMessage,
-    RecordedSubmission, RecordedWebhook, Session, StoredSubmission, StrandedWork, SubmissionId,
-    TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry, UnprocessedEvent,
+    BrowserRecording, ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
+    FormSubmission, InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits,
+    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StoredSubmission,
+    StrandedWork, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry,
+    UnprocessedEvent,
 };
 
 #[derive(Clone)]
@@ -146,6 +147,21 @@ fn delay_seconds(delay: Duration, min: u64) -> u64 {
     seconds.clamp(min, MAX_DELAY_SECONDS)
 }
 
+/// `record_form_submission`'s arguments for a form (a server's: without a source).
+fn submission_args(submission: &FormSubmission, limits: OutreachLimits) -> serde_json::Value {
+    json!({
+        "p_idempotency_key": submission.idempotency_key,
+        "p_customer_key": submission.customer_key,
+        "p_phone_e164": submission.phone,
+        "p_name": submission.name,
+        "p_consent": true,
+        "p_fields": submission.fields,
+        // SQL integers: beyond them a cooldown or a limit means "forever" or "no limit".
+        "p_cooldown_seconds": limits.cooldown.as_secs().min(i32::MAX as u64),
+        "p_daily_limit": limits.daily_limit.min(i32::MAX as u32),
+    })
+}
+
 fn looks_like_jwt(key: &str) -> bool {
     key.starts_with("eyJ") && key.split('.').count() == 3
 }
@@ -215,18 +231,34 @@ impl SessionStore for PostgrestStore {
         submission: &FormSubmission,
         limits: OutreachLimits,
     ) -> Result<RecordedSubmission, StoreError> {
-        let args = json!({
-            "p_idempotency_key": submission.idempotency_key,
-            "p_customer_key": submission.customer_key,
-            "p_phone_e164": submission.phone,
-            "p_name": submission.name,
-            "p_consent": true,
-            "p_fields": submission.fields,
-            // SQL integers: beyond them a cooldown or a limit means "forever" or "no limit".
-            "p_cooldown_seconds": limits.cooldown.as_secs().min(i32::MAX as u64),
-            "p_daily_limit": limits.daily_limit.min(i32::MAX as u32),
-        });
+        let args = submission_args(submission, limits);
         self.call("record_form_submission", &args).await
+    }
+
+    async fn record_browser_form_submission(
+        &self,
+        submission: &FormSubmission,
+        limits: OutreachLimits,
+        source: &SourceLimit,
+    ) -> Result<BrowserRecording, StoreError> {
+        let mut args = submission_args(submission, limits);
+        args["p_source_hash"] = json!(source.source_hash);
+        args["p_source_limit"] = json!(source.per_hour.min(i32::MAX as u32));
+        let answer: serde_json::Value = self.call("record_form_submission", &args).await?;
+        if answer["status"] == "limited" {
+            let seconds = answer["retry_after_seconds"].as_u64().ok_or_else(|| {
+                StoreError::Unexpected(anyhow::anyhow!(
+                    "a limited form without retry_after_seconds: {answer}"
+                ))
+            })?;
+            return Ok(BrowserRecording::Limited {
+                retry_after: Duration::from_secs(seconds),
+            });
+        }
+        serde_json::from_value(answer)
+            .context("reading record_form_submission's answer")
+            .map(BrowserRecording::Recorded)
+            .map_err(StoreError::Unexpected)
     }
 
     #[tracing::instrument(name = "store.session", skip_all, fields(customer = %customer.masked()))]

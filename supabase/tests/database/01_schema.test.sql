@@ -16,8 +16,8 @@ select has_view('public', 'chat_session_overview', 'chat_session_overview exists
 select has_domain('public', 'customer_key', 'customer_key domain exists');
 
 select has_function('public', 'record_inbound_messages', array['jsonb'], 'record_inbound_messages(jsonb) exists');
-select has_function('public', 'record_form_submission', array['text', 'text', 'text', 'text', 'boolean', 'jsonb', 'integer', 'integer'],
-  'record_form_submission(text, text, text, text, boolean, jsonb, integer, integer) exists');
+select has_function('public', 'record_form_submission', array['text', 'text', 'text', 'text', 'boolean', 'jsonb', 'integer', 'integer', 'text', 'integer'],
+  'record_form_submission(text, text, text, text, boolean, jsonb, integer, integer, text, integer) exists');
 select has_function('public', 'claim_turn', array['text', 'integer', 'integer'], 'claim_turn(text, integer, integer) exists');
 select has_function('public', 'attach_chat', array['text', 'text', 'text', 'text'], 'attach_chat(text, text, text, text) exists');
 select has_function('public', 'complete_turn', array['uuid', 'text', 'text', 'jsonb'], 'complete_turn(uuid, text, text, jsonb) exists');

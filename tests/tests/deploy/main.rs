@@ -52,6 +52,17 @@ fn sample(name: &str) -> Option<&'static str> {
         "CARRY_OVER_MESSAGES" => "10",
         "OUTREACH_COOLDOWN_HOURS" => "24",
         "OUTREACH_DAILY_LIMIT" => "500",
+        "FORM_TURNSTILE_SITE_KEY" => "0x4AAAAAAAsample",
+        "FORM_TURNSTILE_SECRET" => "0x4AAAAAAAsample-secret",
+        "FORM_TURNSTILE_VERIFY_URL" => "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+        "FORM_TURNSTILE_SCRIPT_URL" => "https://challenges.cloudflare.com/turnstile/v0/api.js",
+        "FORM_ALLOWED_ORIGINS" => "https://www.example.com,https://example.com",
+        "FORM_BROWSER_LIMIT_PER_HOUR" => "5",
+        "FORM_BUSINESS_NAME" => "Seguros Ejemplo",
+        "FORM_BRAND_COLOR" => "#128c7e",
+        "FORM_LOGO_URL" => "https://www.example.com/logo.png",
+        "FORM_CONSENT_TEXT" => "Acepto que {business} me escriba por WhatsApp.",
+        "FORM_WHATSAPP_NUMBER" => "5215512345678",
         "RUST_LOG" | "AWS_LAMBDA_LOG_LEVEL" => "info",
         _ => return None,
     })
@@ -184,6 +195,127 @@ fn the_conversation_worker_and_the_template_agree() {
     check("conversation-worker", conversation_worker::SECRETS, |env| {
         conversation_worker::Config::from_env(env).map(drop)
     });
+}
+
+/// The hosted form's configuration (`BrowserFormConfig`) gets every variable it reads from
+/// the template's parameters, except its secret (from the secret) and the Turnstile endpoints
+/// (Cloudflare's by default; stand-ins only locally).
+#[test]
+fn every_browser_form_variable_is_a_parameter_of_form_intake() {
+    let everything: Vec<(&str, &str)> = [
+        "FORM_TURNSTILE_SITE_KEY",
+        "FORM_TURNSTILE_SECRET",
+        "FORM_TURNSTILE_VERIFY_URL",
+        "FORM_TURNSTILE_SCRIPT_URL",
+        "FORM_ALLOWED_ORIGINS",
+        "FORM_BROWSER_LIMIT_PER_HOUR",
+        "FORM_BUSINESS_NAME",
+        "FORM_BRAND_COLOR",
+        "FORM_LOGO_URL",
+        "FORM_CONSENT_TEXT",
+        "FORM_WHATSAPP_NUMBER",
+    ]
+    .into_iter()
+    .map(|name| (name, sample(name).unwrap()))
+    .collect();
+    let env = Env::from_pairs(everything);
+    shared::config::BrowserFormConfig::from_env(&env)
+        .expect("the samples configure the hosted form")
+        .expect("FORM_TURNSTILE_SITE_KEY turns it on");
+    let template: Value = serde_yaml::from_str(TEMPLATE).unwrap();
+    let variables =
+        &template["Resources"]["FormIntakeFunction"]["Properties"]["Environment"]["Variables"];
+    let not_from_parameters = [
+        "FORM_TURNSTILE_SECRET",
+        "FORM_TURNSTILE_VERIFY_URL",
+        "FORM_TURNSTILE_SCRIPT_URL",
+    ];
+    let read = env.names_read();
+    assert!(read.contains(&"FORM_TURNSTILE_SECRET"));
+    assert!(
+        SECRET_VARIABLES.contains(&"FORM_TURNSTILE_SECRET"),
+        "the Turnstile secret is a key of the secret"
+    );
+    for name in read {
+        if not_from_parameters.contains(&name) {
+            assert!(
+                variables.get(name).is_none(),
+                "form-intake: the template sets {name}"
+            );
+            continue;
+        }
+        let parameter = match &variables[name] {
+            Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("form-intake: {name} is not set from a parameter"));
+        assert!(
+            template["Parameters"].get(parameter).is_some(),
+            "{name}: no parameter {parameter}"
+        );
+    }
+}
+
+/// `GET /form` reaches form-intake, and the HTTP API's CORS (answered by API Gateway, so a
+/// preflight never invokes a function) allows the `FormAllowedOrigins` to POST JSON.
+#[test]
+fn the_hosted_form_has_its_route_and_cors_comes_from_the_allowed_origins() {
+    let template: Value = serde_yaml::from_str(TEMPLATE).unwrap();
+    let events = template["Resources"]["FormIntakeFunction"]["Properties"]["Events"]
+        .as_mapping()
+        .expect("form-intake's events");
+    let routes: BTreeSet<(String, String)> = events
+        .values()
+        .filter(|event| event["Type"].as_str() == Some("HttpApi"))
+        .map(|event| {
+            let properties = &event["Properties"];
+            (
+                properties["Method"].as_str().unwrap().to_owned(),
+                properties["Path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        BTreeSet::from([
+            ("GET".to_owned(), "/form".to_owned()),
+            ("POST".to_owned(), "/form".to_owned())
+        ]),
+        "form-intake's routes"
+    );
+    let cors = &template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"];
+    assert_eq!(
+        cors["AllowMethods"],
+        serde_yaml::from_str::<Value>("[POST]").unwrap()
+    );
+    assert_eq!(
+        cors["AllowHeaders"],
+        serde_yaml::from_str::<Value>("[content-type]").unwrap()
+    );
+    assert!(
+        cors["MaxAge"].as_u64().is_some_and(|age| age > 0),
+        "{cors:?}"
+    );
+    assert!(
+        cors.get("AllowCredentials").is_none(),
+        "the browser path sends no cookies"
+    );
+    let origins = serde_yaml::to_string(&cors["AllowOrigins"]).unwrap();
+    assert!(
+        origins.contains("FormAllowedOrigins") && origins.contains("HasFormAllowedOrigins"),
+        "AllowOrigins comes from FormAllowedOrigins (none when empty): {origins}"
+    );
+    assert!(!origins.contains('*'), "no wildcard origin: {origins}");
+    let parameter = &template["Parameters"]["FormAllowedOrigins"];
+    assert_eq!(parameter["Default"].as_str(), Some(""));
+    let pattern = parameter["AllowedPattern"].as_str().unwrap();
+    assert!(
+        pattern.contains("https://"),
+        "https origins only: {pattern}"
+    );
+    let condition =
+        serde_yaml::to_string(&template["Conditions"]["HasFormAllowedOrigins"]).unwrap();
+    assert!(condition.contains("FormAllowedOrigins"), "{condition}");
 }
 
 /// The functions' roles: every statement about Secrets Manager (in each function's `Policies`)

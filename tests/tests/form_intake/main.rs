@@ -1,6 +1,7 @@
 //! The web form end to end: `FormIntake` on the local stack, its jobs run by the in-process
 //! queue with the real engine, the real Retell and Graph clients against their stand-ins.
 
+mod browser;
 mod outreach;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -48,16 +49,9 @@ impl Bridge {
             ..InProcessSettings::default()
         };
         let queue = InProcessQueue::new(Arc::new(engine), settings);
-        let config = FormConfig {
-            shared_secret: SECRET.to_owned().into(),
-            default_country: CountryId::MX,
-            fields: AllowedFields::parse(FIELDS).expect("valid field names"),
-            max_body_bytes: FormConfig::DEFAULT_MAX_BODY_BYTES,
-            outreach_cooldown: FormConfig::DEFAULT_OUTREACH_COOLDOWN,
-            outreach_daily_limit: FormConfig::DEFAULT_OUTREACH_DAILY_LIMIT,
-        };
         Bridge {
-            intake: FormIntake::new(stack.store(), queue.clone(), config).with_clock(frozen_clock),
+            intake: FormIntake::new(stack.store(), queue.clone(), form_config())
+                .with_clock(frozen_clock),
             retell,
             graph,
             queue,
@@ -79,6 +73,18 @@ impl Bridge {
         tokio::time::timeout(Duration::from_secs(30), self.queue.idle())
             .await
             .expect("the queue became idle");
+    }
+}
+
+/// The form's configuration (`FORM_*`) for these tests.
+fn form_config() -> FormConfig {
+    FormConfig {
+        shared_secret: SECRET.to_owned().into(),
+        default_country: CountryId::MX,
+        fields: AllowedFields::parse(FIELDS).expect("valid field names"),
+        max_body_bytes: FormConfig::DEFAULT_MAX_BODY_BYTES,
+        outreach_cooldown: FormConfig::DEFAULT_OUTREACH_COOLDOWN,
+        outreach_daily_limit: FormConfig::DEFAULT_OUTREACH_DAILY_LIMIT,
     }
 }
 

@@ -1,5 +1,8 @@
-//! Who may post the form: servers holding `FORM_SHARED_SECRET` (a website's backend, Zapier,
-//! Make, n8n, a form builder's webhook), never a browser. They show it as a bearer token
+//! Who posts the form: servers holding `FORM_SHARED_SECRET` (a website's backend, Zapier, Make,
+//! n8n, a form builder's webhook), or browsers, which hold no secret but a bot-check token in
+//! the body's `cf-turnstile-response` field (checked later, once the form's fields are: see
+//! `super::FormIntake`). Credentials decide first: a request with an `Authorization` or
+//! `X-Form-Signature` header is a server's, right or wrong. Servers show the secret as a bearer token
 //! (`Authorization: Bearer <secret>`) or sign each request, as Stripe signs its webhooks:
 //! `X-Form-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`, accepted
 //! within [`SIGNATURE_TOLERANCE`] of our clock either way. Either is enough; both are compared
@@ -11,7 +14,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderName;
-use http::header::{AUTHORIZATION, HeaderMap};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::ingress::header_text;
@@ -51,17 +54,21 @@ pub enum AuthError {
 }
 
 /// Who passed the credentials check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Caller {
     /// A server holding the secret as a bearer token.
     Bearer,
     /// A server that signed the body at `at` (the signature's `t`): a replay carries the same
     /// time, so it falls in the same deduplication period as the original.
     Signed { at: SystemTime },
+    /// A browser: no credentials, and this bot-check token (perhaps empty) in the body, not
+    /// verified yet.
+    Browser { token: String },
 }
 
 /// A bearer token equal to the secret, or a signature of `body` with it, made within
-/// [`SIGNATURE_TOLERANCE`] of `now`.
+/// [`SIGNATURE_TOLERANCE`] of `now`; without either header, a browser if the body (JSON or
+/// urlencoded, as its `Content-Type` says) has a [`super::parse::BOT_CHECK_FIELD`].
 pub(super) fn authenticate(
     secret: &SecretString,
     headers: &HeaderMap,
@@ -83,9 +90,12 @@ pub(super) fn authenticate(
         });
     }
     if headers.contains_key(AUTHORIZATION) {
-        Err(AuthError::Invalid)
-    } else {
-        Err(AuthError::Missing)
+        return Err(AuthError::Invalid);
+    }
+    let content_type = header_text(headers, &CONTENT_TYPE);
+    match super::parse::bot_check_token(content_type, body) {
+        Some(token) => Ok(Caller::Browser { token }),
+        None => Err(AuthError::Missing),
     }
 }
 

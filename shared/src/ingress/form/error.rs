@@ -5,6 +5,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::{ALLOWED_METHODS, AuthError};
+use crate::bot_check::BotCheckError;
 use crate::domain::{ExtraFieldError, FieldName, NameError};
 use crate::ingress::DoorError;
 use crate::queue::QueueError;
@@ -17,8 +18,11 @@ const RETRY_AFTER_SECONDS: HeaderValue = HeaderValue::from_static("5");
 /// and code are in the [`DoorError`] impl, its message is the `Display`.
 #[derive(Debug, thiserror::Error)]
 pub enum FormError {
-    #[error("{0} is not allowed here: POST the form")]
+    #[error("{0} is not allowed here: GET the page or POST the form")]
     MethodNotAllowed(Method),
+    /// `GET /form` without browser forms configured (`FORM_TURNSTILE_SITE_KEY`).
+    #[error("there is no form page here: POST the form from a server")]
+    NoPage,
     #[error("the form is {size} bytes; at most {limit} are accepted")]
     PayloadTooLarge { size: usize, limit: usize },
     #[error(transparent)]
@@ -43,6 +47,23 @@ pub enum FormError {
         "this Idempotency-Key was used for another submission; send a new key for a new submission"
     )]
     IdempotencyKeyReused { from_header: bool },
+    /// A browser's post, but browsers' posts are not taken here (no `FORM_TURNSTILE_SITE_KEY`).
+    #[error("this form takes no posts from browsers: post it from a server with the shared secret")]
+    BrowserFormsDisabled,
+    /// A browser's bot-check token is missing, refused, or for another page or action.
+    #[error(
+        "the form could not be verified as sent by a person ({0}); complete the check and send it again"
+    )]
+    BotCheckFailed(#[source] BotCheckError),
+    /// The bot check could not be made (the provider down): fail closed, the caller may retry.
+    #[error("the form could not be verified right now; send it again in a moment")]
+    BotCheckUnavailable(#[source] BotCheckError),
+    /// The browser's source reached its hourly limit of forms; nothing was recorded.
+    #[error(
+        "too many forms were sent from this connection; try again in {} minutes",
+        retry_after.as_secs().div_ceil(60).max(1)
+    )]
+    TooManyForms { retry_after: std::time::Duration },
     /// The store or the queue is down: a retry may work, and records nothing twice.
     #[error("{}", .0.retry_message())]
     Unavailable(#[source] Outage),
@@ -114,6 +135,7 @@ impl DoorError for FormError {
     fn status(&self) -> StatusCode {
         match self {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NoPage => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -122,6 +144,9 @@ impl DoorError for FormError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::IdempotencyKeyReused { .. } => StatusCode::CONFLICT,
+            Self::BrowserFormsDisabled | Self::BotCheckFailed(_) => StatusCode::FORBIDDEN,
+            Self::BotCheckUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyForms { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -130,6 +155,7 @@ impl DoorError for FormError {
     fn code(&self) -> &'static str {
         match self {
             Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::NoPage => "no_page",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unauthorized(_) => "unauthorized",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -138,6 +164,10 @@ impl DoorError for FormError {
             Self::MissingField { .. } => "missing_field",
             Self::InvalidField { .. } => "invalid_field",
             Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            Self::BrowserFormsDisabled => "browser_forms_disabled",
+            Self::BotCheckFailed(_) => "bot_check_failed",
+            Self::BotCheckUnavailable(_) => "bot_check_unavailable",
+            Self::TooManyForms { .. } => "too_many_forms",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -162,8 +192,13 @@ impl DoorError for FormError {
             Self::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::BotCheckUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, RETRY_AFTER_SECONDS);
+            }
+            Self::TooManyForms { retry_after } => {
+                // Whole seconds, rounded up: a retry is never early.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             }
             _ => {}
         }
@@ -186,9 +221,10 @@ mod tests {
         let key = Some("Idempotency-Key");
         for (error, expected) in [
             (
-                FormError::MethodNotAllowed(Method::GET),
+                FormError::MethodNotAllowed(Method::PUT),
                 err(405, "method_not_allowed", None),
             ),
+            (FormError::NoPage, err(404, "no_page", None)),
             (
                 FormError::PayloadTooLarge { size: 2, limit: 1 },
                 err(413, "payload_too_large", None),
@@ -251,6 +287,28 @@ mod tests {
                 err(503, "unavailable", None),
             ),
             (
+                FormError::BrowserFormsDisabled,
+                err(403, "browser_forms_disabled", None),
+            ),
+            (
+                FormError::BotCheckFailed(BotCheckError::Refused(vec![
+                    "timeout-or-duplicate".into(),
+                ])),
+                err(403, "bot_check_failed", None),
+            ),
+            (
+                FormError::BotCheckUnavailable(BotCheckError::Unavailable(
+                    "10.0.0.7 refused".into(),
+                )),
+                err(503, "bot_check_unavailable", None),
+            ),
+            (
+                FormError::TooManyForms {
+                    retry_after: std::time::Duration::from_millis(1_799_001),
+                },
+                err(429, "too_many_forms", None),
+            ),
+            (
                 FormError::Internal(rejected),
                 err(500, "internal_error", None),
             ),
@@ -270,9 +328,12 @@ mod tests {
                 assert!(!response.body().contains(internal), "{}", response.body());
             }
             let extra = match error {
-                FormError::MethodNotAllowed(_) => Some((header::ALLOW, "POST")),
+                FormError::MethodNotAllowed(_) => Some((header::ALLOW, "GET, POST")),
                 FormError::Unauthorized(_) => Some((header::WWW_AUTHENTICATE, "Bearer")),
-                FormError::Unavailable(_) => Some((header::RETRY_AFTER, "5")),
+                FormError::Unavailable(_) | FormError::BotCheckUnavailable(_) => {
+                    Some((header::RETRY_AFTER, "5"))
+                }
+                FormError::TooManyForms { .. } => Some((header::RETRY_AFTER, "1800")),
                 _ => None,
             };
             if let Some((name, value)) = extra {

@@ -18,13 +18,18 @@
 //! minutes (a double click, a retried request, a signed request replayed) starts one
 //! conversation.
 //!
+//! `GET /form` answers the hosted lead form (`page`) in Spanish or English (`?lang=`, else
+//! `Accept-Language`), when browser forms are configured ([`FormIntake::with_browser_forms`]);
+//! without them it is 404 `no_page`. Other methods are 405 naming `GET, POST`.
+//!
 //! The steps live beside this file: `auth` (the credentials), `parse` (content type and
-//! syntax), `fields` (the form's fields), `submit` (idempotency, recording, queueing); `error`
-//! has [`FormError`], every answer but a 202.
+//! syntax), `fields` (the form's fields), `submit` (idempotency, recording, queueing), `page`
+//! (the hosted form); `error` has [`FormError`], every answer but a 202 and the page.
 
 mod auth;
 mod error;
 mod fields;
+mod page;
 mod parse;
 mod submit;
 #[cfg(test)]
@@ -35,16 +40,19 @@ use std::time::SystemTime;
 use http::Method;
 use http::header::{self, HeaderValue};
 
-use super::{DoorError, Response, header_text};
-use crate::config::FormConfig;
-use crate::domain::{CustomerName, ExtraField, FieldName};
+use super::{DoorError, Response, SourceIp, header_text};
+use crate::bot_check::{BotCheck, BotCheckError, Challenge, Expected, NoBotCheck};
+use crate::config::{BrowserFormConfig, FormConfig};
+use crate::domain::{CustomerName, ExtraField, FieldName, SourceLimit};
 use crate::queue::TurnQueue;
+use crate::signature::hmac_sha256_hex;
 use crate::store::SessionStore;
 
 pub use crate::domain::{AllowedFields, RESERVED_FIELDS};
 pub use auth::{AuthError, SIGNATURE_HEADER, SIGNATURE_TOLERANCE};
 pub use error::{FormError, Outage};
 pub use fields::ValidForm;
+pub use page::{Language, MAX_PAGE_BYTES, TURNSTILE_ACTION};
 pub use parse::read_form;
 pub use submit::{DEDUPLICATION_PERIOD, IDEMPOTENCY_KEY_HEADER, derived_idempotency_key};
 
@@ -59,14 +67,24 @@ pub const MAX_FIELD_NAME_CHARS: usize = FieldName::MAX_CHARS;
 pub const MAX_FIELD_VALUE_CHARS: usize = ExtraField::MAX_VALUE_CHARS;
 
 /// The methods the form answers.
-const ALLOWED_METHODS: HeaderValue = HeaderValue::from_static("POST");
+const ALLOWED_METHODS: HeaderValue = HeaderValue::from_static("GET, POST");
 
-/// The `POST /form` endpoint, free of any HTTP framework.
-pub struct FormIntake<S, Q> {
+/// What the form needs to serve its page and take browsers' posts.
+pub struct BrowserForms<B> {
+    pub config: BrowserFormConfig,
+    pub bot_check: B,
+}
+
+/// `GET /form` and `POST /form`, free of any HTTP framework.
+pub struct FormIntake<S, Q, B = NoBotCheck> {
     store: S,
     queue: Q,
     config: FormConfig,
     clock: fn() -> SystemTime,
+    /// None: no page, and browsers' posts are refused.
+    browser: Option<BrowserForms<B>>,
+    /// The page in each language, rendered with `browser`.
+    pages: Option<page::Pages>,
 }
 
 impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
@@ -76,9 +94,31 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
             queue,
             config,
             clock: SystemTime::now,
+            browser: None,
+            pages: None,
         }
     }
 
+    /// Serves the page and takes browsers' posts, checked by `browser.bot_check`. The page is
+    /// rendered here, once per language.
+    pub fn with_browser_forms<B: BotCheck>(self, browser: BrowserForms<B>) -> FormIntake<S, Q, B> {
+        let pages = page::Pages::render(
+            &browser.config,
+            self.config.default_country,
+            &self.config.fields,
+        );
+        FormIntake {
+            store: self.store,
+            queue: self.queue,
+            config: self.config,
+            clock: self.clock,
+            browser: Some(browser),
+            pages: Some(pages),
+        }
+    }
+}
+
+impl<S: SessionStore, Q: TurnQueue, B: BotCheck> FormIntake<S, Q, B> {
     /// The clock that judges a signature's time and places a submission in its
     /// [`DEDUPLICATION_PERIOD`] (tests).
     pub fn with_clock(mut self, clock: fn() -> SystemTime) -> Self {
@@ -97,7 +137,7 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
             submission_id = tracing::field::Empty,
         )
     )]
-    pub async fn handle<B: AsRef<[u8]>>(&self, request: &http::Request<B>) -> Response {
+    pub async fn handle<T: AsRef<[u8]>>(&self, request: &http::Request<T>) -> Response {
         self.answer(request).await.unwrap_or_else(|error| {
             log(&error);
             error.to_response()
@@ -105,12 +145,14 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
     }
 
     /// The checks in their documented order; the first that fails is the answer.
-    async fn answer<B: AsRef<[u8]>>(
+    async fn answer<T: AsRef<[u8]>>(
         &self,
-        request: &http::Request<B>,
+        request: &http::Request<T>,
     ) -> Result<Response, FormError> {
-        if request.method() != Method::POST {
-            return Err(FormError::MethodNotAllowed(request.method().clone()));
+        match *request.method() {
+            Method::POST => {}
+            Method::GET => return self.page(request),
+            ref other => return Err(FormError::MethodNotAllowed(other.clone())),
         }
         let (headers, body) = (request.headers(), request.body().as_ref());
         if body.len() > self.config.max_body_bytes {
@@ -121,16 +163,94 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
         }
         let now = (self.clock)();
         let caller = auth::authenticate(&self.config.shared_secret, headers, body, now)?;
+        let browser = match &caller {
+            auth::Caller::Browser { .. } => Some(
+                self.browser
+                    .as_ref()
+                    .ok_or(FormError::BrowserFormsDisabled)?,
+            ),
+            auth::Caller::Bearer | auth::Caller::Signed { .. } => None,
+        };
         let encoding = parse::Encoding::of(header_text(headers, &header::CONTENT_TYPE))?;
         let client_key = submit::client_key(headers)?;
         let form = encoding.read(body, self.config.default_country, &self.config.fields)?;
         // A signed form is placed in its deduplication period by the time it was signed, so a
         // replay inside the signature's window is the same submission even across a period.
-        let at = match caller {
-            auth::Caller::Signed { at } => at,
-            auth::Caller::Bearer => now,
+        let (at, source) = match (caller, browser) {
+            (auth::Caller::Signed { at }, _) => (at, None),
+            (auth::Caller::Bearer, _) => (now, None),
+            (auth::Caller::Browser { token }, Some(browser)) => {
+                // Before anything is recorded: a bot's form reaches no store.
+                let source_ip = request.extensions().get::<SourceIp>().map(|ip| ip.0);
+                self.check_browser(browser, request, &token, source_ip)
+                    .await?;
+                (now, Some(self.source_limit(browser, source_ip)))
+            }
+            (auth::Caller::Browser { .. }, None) => return Err(FormError::BrowserFormsDisabled),
         };
-        self.submit(form, client_key, at).await
+        self.submit(form, client_key, at, source).await
+    }
+
+    /// The browser's token, verified for this form's action and hosts (the request's own, where
+    /// the page is served, and those of `FORM_ALLOWED_ORIGINS`). Fails closed: a token that
+    /// cannot be checked is a 503.
+    async fn check_browser<T>(
+        &self,
+        browser: &BrowserForms<B>,
+        request: &http::Request<T>,
+        token: &str,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> Result<(), FormError> {
+        let mut hostnames = browser.config.allowed_hosts();
+        let host = header_text(request.headers(), header::HOST)
+            .or_else(|| request.uri().host())
+            .and_then(|host| host.parse::<http::uri::Authority>().ok())
+            .map(|authority| authority.host().to_ascii_lowercase());
+        hostnames.extend(host);
+        let challenge = Challenge {
+            token,
+            remote_ip: source_ip,
+        };
+        let expected = Expected {
+            action: TURNSTILE_ACTION,
+            hostnames: &hostnames,
+        };
+        match browser.bot_check.verify(&challenge, &expected).await {
+            Ok(()) => Ok(()),
+            Err(error @ BotCheckError::Unavailable(_)) => {
+                Err(FormError::BotCheckUnavailable(error))
+            }
+            Err(error) => Err(FormError::BotCheckFailed(error)),
+        }
+    }
+
+    /// The source's limit, its address a keyed hash (the address itself is never stored). A
+    /// request without an address (API Gateway always gives one; only an entry point that
+    /// failed to pass it on would not) counts as the source "unknown": such requests share one
+    /// limit rather than escape it, and are not refused for a fault of ours.
+    fn source_limit(
+        &self,
+        browser: &BrowserForms<B>,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> SourceLimit {
+        let source = source_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let secret = secrecy::ExposeSecret::expose_secret(&self.config.shared_secret);
+        SourceLimit {
+            source_hash: hmac_sha256_hex(secret.as_bytes(), &[source.as_bytes()]),
+            per_hour: browser.config.limit_per_hour,
+        }
+    }
+}
+
+impl<S, Q, B> FormIntake<S, Q, B> {
+    /// `GET /form`: the page in the language of `?lang=` or `Accept-Language`.
+    fn page<T>(&self, request: &http::Request<T>) -> Result<Response, FormError> {
+        let pages = self.pages.as_ref().ok_or(FormError::NoPage)?;
+        let language = Language::choose(
+            request.uri().query(),
+            header_text(request.headers(), header::ACCEPT_LANGUAGE),
+        );
+        Ok(pages.response(language))
     }
 }
 
@@ -141,6 +261,12 @@ fn log(error: &FormError) {
     match error {
         FormError::Unavailable(cause) | FormError::Internal(cause) => {
             tracing::error!(status, code, %cause, "form failed");
+        }
+        FormError::BotCheckUnavailable(cause) => {
+            tracing::error!(status, code, %cause, "form failed: its bot check could not be made");
+        }
+        FormError::BotCheckFailed(cause) => {
+            tracing::warn!(status, code, %cause, "form refused");
         }
         refusal => tracing::warn!(status, code, field = refusal.field(), "form refused"),
     }
@@ -240,15 +366,64 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn other_methods_get_405_naming_the_allowed_one() {
+    async fn other_methods_get_405_naming_the_allowed_ones() {
         let h = harness();
         let lowercase_post = Method::from_bytes(b"post").unwrap();
-        for method in [Method::GET, Method::PUT, Method::DELETE, lowercase_post] {
+        for method in [Method::PUT, Method::DELETE, Method::HEAD, lowercase_post] {
             let response = h.send(post().method(method), "").await;
             assert_eq!(error(&response), err(405, "method_not_allowed", None));
-            assert_eq!(header(&response, header::ALLOW), Some("POST"));
+            assert_eq!(header(&response, header::ALLOW), Some("GET, POST"));
         }
         assert!(h.store.recorded().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_browser_forms_there_is_no_page() {
+        let h = harness();
+        let response = h.send(post().method(Method::GET), "").await;
+        assert_eq!(error(&response), err(404, "no_page", None));
+        assert!(h.store.recorded().is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_browser_forms_get_answers_the_page_in_the_asked_language() {
+        let (store, queue) = (FakeStore::default(), FakeQueue::default());
+        let intake =
+            FormIntake::new(store.clone(), queue, config()).with_browser_forms(BrowserForms {
+                config: browser_config(),
+                bot_check: NoBotCheck,
+            });
+        let get = |uri: &str, accept: Option<&str>| {
+            let mut request = http::Request::builder().method(Method::GET).uri(uri);
+            if let Some(accept) = accept {
+                request = request.header(header::ACCEPT_LANGUAGE, accept);
+            }
+            request.body(Vec::new()).unwrap()
+        };
+        for (uri, accept, lang) in [
+            ("/form", None, "es"),
+            ("/form?lang=en", Some("es-MX"), "en"),
+            ("/form?lang=fr", Some("fr-FR, en;q=0.8"), "en"),
+            ("/form", Some("pt-BR, es;q=0.5, en;q=0.4"), "es"),
+        ] {
+            let response = intake.handle(&get(uri, accept)).await;
+            assert_eq!(response.status(), 200, "{uri} {accept:?}");
+            assert_eq!(
+                header(&response, CONTENT_TYPE),
+                Some("text/html; charset=utf-8")
+            );
+            assert!(
+                response.body().contains(&format!("<html lang=\"{lang}\">")),
+                "{uri} {accept:?}"
+            );
+            assert_eq!(header(&response, header::VARY), Some("Accept-Language"));
+            assert!(header(&response, header::CONTENT_SECURITY_POLICY).is_some());
+        }
+        let response = intake
+            .handle(&post().method(Method::PATCH).body(Vec::new()).unwrap())
+            .await;
+        assert_eq!(header(&response, header::ALLOW), Some("GET, POST"));
+        assert!(store.recorded().is_empty());
     }
 
     #[tokio::test]
@@ -260,7 +435,7 @@ mod tests {
             .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST");
         let response = h.send(preflight, "").await;
         assert_eq!(error(&response), err(405, "method_not_allowed", None));
-        assert_eq!(header(&response, header::ALLOW), Some("POST"));
+        assert_eq!(header(&response, header::ALLOW), Some("GET, POST"));
         let posted = post_json().header(header::ORIGIN, "https://www.example.com");
         let accepted = h.send(posted, valid_json().to_string()).await;
         assert_eq!(accepted.status(), 202);

@@ -7,6 +7,24 @@ use super::FormError;
 use super::fields::ValidForm;
 use crate::domain::{AllowedFields, CountryId};
 
+/// The field a browser's bot-check token comes in: the name Turnstile's widget gives its hidden
+/// input. It is never one of the form's fields (a field name has no `-`).
+pub const BOT_CHECK_FIELD: &str = "cf-turnstile-response";
+
+/// The bot-check token in the body, if it has the field (its value as text, empty if it is not
+/// text): `None` when the body cannot be read as its `Content-Type` says or lacks the field.
+/// The first of repeated fields wins.
+pub(super) fn bot_check_token(content_type: Option<&str>, body: &[u8]) -> Option<String> {
+    let fields = Encoding::of(content_type).ok()?.parse(body).ok()?;
+    let (_, value) = fields
+        .into_iter()
+        .find(|(name, _)| name == BOT_CHECK_FIELD)?;
+    Some(match value {
+        Input::Text(token) => token,
+        _ => String::new(),
+    })
+}
+
 /// The content type, the body's syntax and the fields, checked as `POST /form` checks them
 /// (without the credentials and the `Idempotency-Key`): the form, with only the extra fields
 /// `allowed` names, or why it is refused.
@@ -238,6 +256,37 @@ mod tests {
         let body = "name=Ana&phone=5512345678&consent=on&color=rojo&color=azul&ciudad=Puebla";
         let form = read(body).unwrap();
         assert_eq!(form.fields.keys().collect::<Vec<_>>(), ["ciudad"]);
+    }
+
+    #[test]
+    fn the_bot_check_token_is_read_from_json_or_urlencoded_bodies() {
+        let json = Some("application/json");
+        let form = Some("application/x-www-form-urlencoded");
+        for (content_type, body, expected) in [
+            (
+                json,
+                &br#"{"name":"Ana","cf-turnstile-response":"tok.1"}"#[..],
+                Some("tok.1"),
+            ),
+            (
+                form,
+                b"name=Ana&cf-turnstile-response=tok%2B1&cf-turnstile-response=2",
+                Some("tok+1"),
+            ),
+            (form, b"name=Ana&cf-turnstile-response=", Some("")),
+            (json, br#"{"cf-turnstile-response":7}"#, Some("")),
+            (json, br#"{"name":"Ana"}"#, None),
+            (json, b"cf-turnstile-response=tok", None),
+            (Some("text/plain"), b"cf-turnstile-response=tok", None),
+            (None, b"cf-turnstile-response=tok", None),
+        ] {
+            assert_eq!(
+                bot_check_token(content_type, body).as_deref(),
+                expected,
+                "{content_type:?} {}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

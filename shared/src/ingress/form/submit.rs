@@ -17,7 +17,9 @@ use sha2::{Digest, Sha256};
 
 use super::fields::ValidForm;
 use super::{FormError, FormIntake};
-use crate::domain::{CustomerKey, FormSubmission, IdempotencyKey, SubmissionStatus};
+use crate::domain::{
+    BrowserRecording, CustomerKey, FormSubmission, IdempotencyKey, SourceLimit, SubmissionStatus,
+};
 use crate::ingress::{Response, json_response};
 use crate::queue::{QueueError, TurnJob, TurnQueue};
 use crate::store::{SessionStore, StoreError};
@@ -78,15 +80,18 @@ pub fn derived_idempotency_key(
         .expect("69 printable characters")
 }
 
-impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
+impl<S: SessionStore, Q: TurnQueue, B> FormIntake<S, Q, B> {
     /// Records the form once per idempotency key and queues its conversation while it is
     /// accepted and not started; answers 202 with the submission's id and `accepted`, whatever
-    /// the outcome. Without a client key, the key is derived for the period `at` falls in.
+    /// the outcome. Without a client key, the key is derived for the period `at` falls in. A
+    /// browser's form comes with its `source`, whose hourly limit the store applies first (429
+    /// past it, nothing recorded).
     pub(super) async fn submit(
         &self,
         form: ValidForm,
         client_key: Option<IdempotencyKey>,
         at: SystemTime,
+        source: Option<SourceLimit>,
     ) -> Result<Response, FormError> {
         let span = tracing::Span::current();
         let customer_key = CustomerKey::from_phone(&form.phone);
@@ -106,17 +111,33 @@ impl<S: SessionStore, Q: TurnQueue> FormIntake<S, Q> {
             name: form.name,
             fields: form.fields,
         };
-        let recorded = self
-            .store
-            .record_form_submission(&submission, self.config.outreach_limits())
-            .await
-            .map_err(|error| match error {
-                StoreError::Conflict(_) => FormError::IdempotencyKeyReused {
-                    from_header: key_source == "header",
-                },
-                StoreError::Unavailable(_) => FormError::Unavailable(error.into()),
-                _ => FormError::Internal(error.into()),
-            })?;
+        let limits = self.config.outreach_limits();
+        let recorded = match &source {
+            None => self.store.record_form_submission(&submission, limits).await,
+            Some(source) => match self
+                .store
+                .record_browser_form_submission(&submission, limits, source)
+                .await
+            {
+                Ok(BrowserRecording::Recorded(recorded)) => Ok(recorded),
+                Ok(BrowserRecording::Limited { retry_after }) => {
+                    tracing::warn!(
+                        per_hour = source.per_hour,
+                        retry_after_seconds = retry_after.as_secs(),
+                        "a browser's form was not recorded: its source reached the hourly limit"
+                    );
+                    return Err(FormError::TooManyForms { retry_after });
+                }
+                Err(error) => Err(error),
+            },
+        };
+        let recorded = recorded.map_err(|error| match error {
+            StoreError::Conflict(_) => FormError::IdempotencyKeyReused {
+                from_header: key_source == "header",
+            },
+            StoreError::Unavailable(_) => FormError::Unavailable(error.into()),
+            _ => FormError::Internal(error.into()),
+        })?;
         let submission_id = recorded.submission_id;
         span.record("submission_id", tracing::field::display(submission_id));
         // Only an accepted outreach is queued. One still queued may be one whose job never
@@ -470,5 +491,263 @@ mod tests {
         let response = h.json(&with(valid_json(), "producto", json!("otro"))).await;
         assert_eq!(error(&response), err(500, "internal_error", None));
         assert!(!response.body().contains("too big"));
+    }
+}
+
+/// The browser path: a bot-check token instead of credentials, checked after the fields and
+/// before the store, and the per-source limit.
+#[cfg(test)]
+mod browser_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER};
+    use serde_json::{Value, json};
+
+    use super::super::testing::*;
+    use super::super::{BrowserForms, SourceIp, TURNSTILE_ACTION};
+    use super::*;
+    use crate::bot_check::BotCheckError;
+    use crate::config::{BrowserFormConfig, Env};
+    use crate::fakes::{FakeBotCheck, FakeQueue, FakeStore};
+
+    struct Browser {
+        intake: FormIntake<FakeStore, FakeQueue, FakeBotCheck>,
+        store: FakeStore,
+        queue: FakeQueue,
+        bot_check: FakeBotCheck,
+    }
+
+    fn browser_config(limit: &str) -> BrowserFormConfig {
+        let env = Env::from_pairs([
+            ("FORM_TURNSTILE_SITE_KEY", "1x00000000000000000000AA"),
+            (
+                "FORM_TURNSTILE_SECRET",
+                "1x0000000000000000000000000000000AA",
+            ),
+            ("FORM_BUSINESS_NAME", "Seguros Ana"),
+            ("FORM_ALLOWED_ORIGINS", "https://www.example.com"),
+            ("FORM_BROWSER_LIMIT_PER_HOUR", limit),
+        ]);
+        BrowserFormConfig::from_env(&env).unwrap().unwrap()
+    }
+
+    fn browser_with(limit: &str) -> Browser {
+        let (store, queue, bot_check) = (
+            FakeStore::default(),
+            FakeQueue::default(),
+            FakeBotCheck::default(),
+        );
+        let intake = FormIntake::new(store.clone(), queue.clone(), config())
+            .with_clock(noon)
+            .with_browser_forms(BrowserForms {
+                config: browser_config(limit),
+                bot_check: bot_check.clone(),
+            });
+        Browser {
+            intake,
+            store,
+            queue,
+            bot_check,
+        }
+    }
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
+
+    impl Browser {
+        async fn post(&self, form: &Value, ip: Option<IpAddr>) -> Response {
+            let mut request = post()
+                .header(CONTENT_TYPE, "application/json")
+                .header(HOST, "forms.example.com:443")
+                .body(form.to_string().into_bytes())
+                .unwrap();
+            if let Some(ip) = ip {
+                request.extensions_mut().insert(SourceIp(ip));
+            }
+            self.intake.handle(&request).await
+        }
+
+        fn nothing_recorded(&self) {
+            assert!(self.store.recorded().is_empty());
+            assert!(self.store.sources().is_empty(), "no store call");
+            assert!(self.queue.jobs().is_empty());
+        }
+    }
+
+    fn with_token(form: Value, token: &str) -> Value {
+        with(form, "cf-turnstile-response", json!(token))
+    }
+
+    #[tokio::test]
+    async fn a_browser_form_with_a_good_token_is_checked_recorded_with_its_source_and_queued() {
+        let b = browser_with("5");
+        let answer = b.post(&with_token(valid_json(), "tok-1"), Some(IP)).await;
+        assert_eq!(answer.status(), 202, "{}", answer.body());
+        assert_eq!(body(&answer)["status"], "accepted");
+        let checked = b.bot_check.checked();
+        assert_eq!(checked.len(), 1);
+        assert_eq!(checked[0].token, "tok-1");
+        assert_eq!(checked[0].remote_ip, Some(IP));
+        assert_eq!(checked[0].action, TURNSTILE_ACTION);
+        assert_eq!(
+            checked[0].hostnames,
+            ["www.example.com", "forms.example.com"],
+            "the allowed origins' hosts and the request's own, without its port"
+        );
+        let sources = b.store.sources();
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].per_hour, 5);
+        let expected = crate::signature::hmac_sha256_hex(SECRET.as_bytes(), &[b"203.0.113.9"]);
+        assert_eq!(
+            sources[0].source_hash, expected,
+            "keyed hash of the address"
+        );
+        assert!(!sources[0].source_hash.contains("203"));
+        let recorded = b.store.recorded();
+        assert_eq!(recorded.len(), 1);
+        assert!(
+            !recorded[0].fields.contains_key("cf-turnstile-response"),
+            "the token is no field"
+        );
+        assert_eq!(b.queue.jobs().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_urlencoded_browser_form_with_the_widgets_field_is_taken() {
+        let b = browser_with("5");
+        let form = "name=Ana&phone=5512345678&consent=on&cf-turnstile-response=tok-2";
+        let request = post()
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(HOST, "forms.example.com")
+            .body(form.as_bytes().to_vec())
+            .unwrap();
+        let answer = b.intake.handle(&request).await;
+        assert_eq!(answer.status(), 202, "{}", answer.body());
+        assert_eq!(b.bot_check.checked()[0].token, "tok-2");
+    }
+
+    #[tokio::test]
+    async fn a_refused_missing_or_foreign_token_is_403_and_nothing_reaches_the_store() {
+        let b = browser_with("5");
+        let missing = b.post(&with_token(valid_json(), ""), Some(IP)).await;
+        assert_eq!(error(&missing), err(403, "bot_check_failed", None));
+        for refusal in [
+            BotCheckError::Refused(vec!["timeout-or-duplicate".into()]),
+            BotCheckError::Refused(vec!["invalid-input-response".into()]),
+            BotCheckError::WrongHostname("evil.example.net".into()),
+            BotCheckError::WrongAction("login".into()),
+        ] {
+            b.bot_check.answer(Some(refusal.clone()));
+            let answer = b.post(&with_token(valid_json(), "tok"), Some(IP)).await;
+            assert_eq!(
+                error(&answer),
+                err(403, "bot_check_failed", None),
+                "{refusal:?}"
+            );
+        }
+        b.nothing_recorded();
+    }
+
+    #[tokio::test]
+    async fn the_bot_check_down_is_503_with_retry_after_and_fails_closed() {
+        let b = browser_with("5");
+        b.bot_check.answer(Some(BotCheckError::Unavailable(
+            "siteverify answered 503".into(),
+        )));
+        let answer = b.post(&with_token(valid_json(), "tok"), Some(IP)).await;
+        assert_eq!(error(&answer), err(503, "bot_check_unavailable", None));
+        assert_eq!(header(&answer, RETRY_AFTER), Some("5"));
+        assert!(!answer.body().contains("siteverify"), "{}", answer.body());
+        b.nothing_recorded();
+    }
+
+    #[tokio::test]
+    async fn the_fields_are_checked_before_the_token_is_spent() {
+        let b = browser_with("5");
+        let bad = with_token(with(valid_json(), "phone", json!("5")), "tok");
+        let answer = b.post(&bad, Some(IP)).await;
+        assert_eq!(error(&answer), err(422, "invalid_field", Some("phone")));
+        assert!(b.bot_check.checked().is_empty(), "the token is still good");
+        b.nothing_recorded();
+    }
+
+    #[tokio::test]
+    async fn past_the_sources_limit_a_browser_form_is_429_and_servers_never_are() {
+        let b = browser_with("2");
+        for n in 0..2 {
+            let form = with_token(
+                with(valid_json(), "producto", json!(format!("p{n}"))),
+                "tok",
+            );
+            assert_eq!(b.post(&form, Some(IP)).await.status(), 202);
+        }
+        let third = with_token(with(valid_json(), "producto", json!("p2")), "tok");
+        let answer = b.post(&third, Some(IP)).await;
+        assert_eq!(error(&answer), err(429, "too_many_forms", None));
+        assert_eq!(header(&answer, RETRY_AFTER), Some("3600"));
+        assert_eq!(b.store.recorded().len(), 2, "the third was not recorded");
+        assert_eq!(b.queue.jobs().len(), 2);
+        // A repeat of a recorded form is answered as before.
+        let again = with_token(with(valid_json(), "producto", json!("p0")), "tok");
+        assert_eq!(b.post(&again, Some(IP)).await.status(), 202);
+        // Another source has its own count.
+        let other = Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(b.post(&third, other).await.status(), 202);
+        // A server, from anywhere, is never limited.
+        let request = post_json()
+            .header(HOST, "forms.example.com")
+            .body(
+                with(valid_json(), "producto", json!("p9"))
+                    .to_string()
+                    .into_bytes(),
+            )
+            .unwrap();
+        assert_eq!(b.intake.handle(&request).await.status(), 202);
+        assert_eq!(
+            b.store.sources().len(),
+            5,
+            "the server's form has no source"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_source_address_forms_share_the_unknown_sources_limit() {
+        let b = browser_with("1");
+        assert_eq!(
+            b.post(&with_token(valid_json(), "tok"), None)
+                .await
+                .status(),
+            202
+        );
+        let unknown = crate::signature::hmac_sha256_hex(SECRET.as_bytes(), &[b"unknown"]);
+        assert_eq!(b.store.sources()[0].source_hash, unknown);
+        assert_eq!(b.bot_check.checked()[0].remote_ip, None);
+        let second = with_token(with(valid_json(), "producto", json!("otro")), "tok");
+        assert_eq!(b.post(&second, None).await.status(), 429);
+    }
+
+    #[tokio::test]
+    async fn credentials_decide_first_and_without_browser_forms_a_browser_post_is_403() {
+        let b = browser_with("5");
+        // A wrong bearer beside a token is a server that got its secret wrong.
+        let request = post()
+            .header(CONTENT_TYPE, "application/json")
+            .header(AUTHORIZATION, "Bearer nope")
+            .body(with_token(valid_json(), "tok").to_string().into_bytes())
+            .unwrap();
+        let answer = b.intake.handle(&request).await;
+        assert_eq!(error(&answer), err(401, "unauthorized", None));
+        // No credentials, no token: 401 as before.
+        let answer = b.post(&valid_json(), Some(IP)).await;
+        assert_eq!(error(&answer), err(401, "unauthorized", None));
+        assert!(b.bot_check.checked().is_empty());
+
+        let servers_only = harness();
+        let request = post()
+            .header(CONTENT_TYPE, "application/json")
+            .body(with_token(valid_json(), "tok").to_string().into_bytes())
+            .unwrap();
+        let answer = servers_only.intake.handle(&request).await;
+        assert_eq!(error(&answer), err(403, "browser_forms_disabled", None));
+        assert!(servers_only.store.recorded().is_empty());
     }
 }

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::{FormError, FormIntake, SIGNATURE_HEADER};
-use crate::config::FormConfig;
+use crate::config::{BrowserFormConfig, FormConfig};
 use crate::domain::{AllowedFields, CountryId};
 use crate::fakes::{FakeQueue, FakeStore};
 use crate::ingress::{DoorError, Response};
@@ -31,6 +31,24 @@ pub fn config() -> FormConfig {
         max_body_bytes: FormConfig::DEFAULT_MAX_BODY_BYTES,
         outreach_cooldown: FormConfig::DEFAULT_OUTREACH_COOLDOWN,
         outreach_daily_limit: FormConfig::DEFAULT_OUTREACH_DAILY_LIMIT,
+    }
+}
+
+/// Browser forms for Seguros Lupita, embeddable by www.example.com, with a logo and a number.
+pub fn browser_config() -> BrowserFormConfig {
+    let url = |text: &str| url::Url::parse(text).expect("a valid URL");
+    BrowserFormConfig {
+        site_key: "1x00000000000000000000AA".to_owned(),
+        secret: SecretString::from("1x0000000000000000000000000000000AA"),
+        verify_url: url(BrowserFormConfig::DEFAULT_VERIFY_URL),
+        script_url: url(BrowserFormConfig::DEFAULT_SCRIPT_URL),
+        allowed_origins: vec!["https://www.example.com".to_owned()],
+        limit_per_hour: BrowserFormConfig::DEFAULT_LIMIT_PER_HOUR,
+        business_name: "Seguros Lupita".to_owned(),
+        brand_color: BrowserFormConfig::DEFAULT_BRAND_COLOR.to_owned(),
+        logo_url: Some(url("https://cdn.example.com/lupita/logo.png")),
+        consent_text: BrowserFormConfig::DEFAULT_CONSENT_TEXT.to_owned(),
+        whatsapp_number: Some("5215512345678".to_owned()),
     }
 }
 
