@@ -50,7 +50,7 @@ form:
 # ---------------------------------------------------------------- AWS (docs/deploy.md)
 .PHONY: build check deploy
 
-# The three Lambda bootstraps, target/lambda/<function>/bootstrap: one release build of the
+# The four Lambda bootstraps, target/lambda/<function>/bootstrap: one release build of the
 # workspace for arm64 (x86_64 if the aarch64 target cannot be added), each under 8 MB.
 build:
 	@scripts/lambda-build.sh

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make build`: the three Lambda bootstraps, built once for the whole workspace with cargo-lambda.
+# `make build`: the four Lambda bootstraps, built once for the whole workspace with cargo-lambda.
 #
 #   target/lambda/whatsapp-inbound/bootstrap
 #   target/lambda/form-intake/bootstrap
 #   target/lambda/conversation-worker/bootstrap
+#   target/lambda/staff-inbound/bootstrap
 #
 # template.yaml points each function's CodeUri at its folder, so `sam deploy` uploads them as
 # they are (no `sam build`). Installs what is missing: cargo-lambda and ziglang (its cross
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-functions=(whatsapp-inbound form-intake conversation-worker)
+functions=(whatsapp-inbound form-intake conversation-worker staff-inbound)
 max_bytes=8000000 # 8 MB (decimal, the stricter reading): a larger bootstrap means something went wrong
 start=$(date +%s)
 

@@ -8,6 +8,11 @@
 //! `CorsConfiguration` does in AWS (template.yaml): preflights without calling the door,
 //! `Access-Control-Allow-Origin` only for `FORM_ALLOWED_ORIGINS`, which here may also name
 //! `http://` origins on this machine (the examples' pages).
+//!
+//! `POST /sandbox/staff`, `/sandbox/pause`, `/sandbox/resume` and `GET /sandbox/session` let
+//! `make chat` play the staff: they do what the dashboard does (a row inserted into
+//! `staff_messages` through the store's REST API, then delivered to the staff door as Supabase's
+//! Database Webhook delivers it; the pause RPCs), with the local keys.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,15 +27,17 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use shared::bot_check::TurnstileClient;
 use shared::config::{
-    BrowserFormConfig, Env, FormConfig, WebhookConfig, WhatsAppConfig, WorkerConfig,
+    BrowserFormConfig, Env, FormConfig, StaffConfig, WebhookConfig, WhatsAppConfig, WorkerConfig,
 };
 use shared::engine::BridgeEngine;
 use shared::ingress::form::{BrowserForms, FormIntake};
+use shared::ingress::staff::{FUNCTIONS_PATH, STAFF_PATH, StaffDoor};
 use shared::ingress::whatsapp::WhatsAppWebhook;
 use shared::ingress::{Response as DoorResponse, SourceIp};
+use shared::notify::{NotifyError, StaffAlert, StaffNotifier, WebhookNotifier};
 use shared::queue::{InProcessQueue, InProcessSettings};
 use shared::store::PostgrestStore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -39,6 +46,9 @@ use crate::{GraphStandIn, LocalStack, RetellStandIn, TurnstileStandIn};
 
 /// The form secret of the sandbox, when `FORM_SHARED_SECRET` is not set.
 pub const SANDBOX_FORM_SECRET: &str = "dev-form-secret-of-the-local-sandbox";
+
+/// The Database Webhook's secret in the sandbox, when `STAFF_WEBHOOK_SECRET` is not set.
+pub const SANDBOX_STAFF_SECRET: &str = "dev-staff-secret-of-the-local-sandbox";
 
 /// The sandbox page's business, when `FORM_BUSINESS_NAME` is not set.
 pub const SANDBOX_BUSINESS_NAME: &str = "Seguros Sandbox";
@@ -84,6 +94,10 @@ struct Routes {
     form: FormIntake<PostgrestStore, DevQueue, TurnstileClient>,
     graph: Option<Arc<GraphStandIn>>,
     turnstile: Option<Arc<TurnstileStandIn>>,
+    staff: StaffDoor<PostgrestStore, DevQueue, DevAlerts>,
+    /// What staff do in the dashboard, for `make chat`.
+    dashboard: Dashboard,
+    staff_secret: String,
 }
 
 impl DevBridge {
@@ -172,6 +186,10 @@ impl DevBridge {
             .clone();
         env.entry("FORM_DEFAULT_COUNTRY".into())
             .or_insert_with(|| "MX".into());
+        let staff_secret = env
+            .entry("STAFF_WEBHOOK_SECRET".into())
+            .or_insert_with(|| SANDBOX_STAFF_SECRET.into())
+            .clone();
 
         let turnstile = if has(&env, "FORM_TURNSTILE_SITE_KEY") {
             summary.push("bot check: Cloudflare Turnstile (real keys)".into());
@@ -231,6 +249,13 @@ impl DevBridge {
         let store_config = worker.store.clone();
         let whatsapp = worker.whatsapp.clone();
         let engine = BridgeEngine::from_config(&worker, http.clone());
+        let http_for_dashboard = http.clone();
+        let staff_config = StaffConfig::from_env(&env)?;
+        summary.push(
+            "staff: POST /staff (the Database Webhook, STAFF_WEBHOOK_SECRET) and \
+             POST /retell/functions/request_human (alerts in this log); make chat plays the staff (/help)"
+                .into(),
+        );
         // The production schedule (2 s, 10 s, 30 s, …), as the worker sets it on SQS.
         let queue = InProcessQueue::new(Arc::new(engine), InProcessSettings::default());
         // The sweeper, every minute as EventBridge runs it in AWS.
@@ -272,11 +297,30 @@ impl DevBridge {
             }),
             graph: graph.clone(),
             turnstile: turnstile.clone(),
+            staff: StaffDoor::new(
+                PostgrestStore::new(&store_config, http_for_dashboard.clone()),
+                queue.clone(),
+                DevAlerts {
+                    webhook: staff_config
+                        .alert_webhook_url
+                        .clone()
+                        .map(|url| WebhookNotifier::new(url, http_for_dashboard.clone())),
+                },
+                &staff_config,
+            ),
+            dashboard: Dashboard::new(&store_config, http_for_dashboard),
+            staff_secret,
         });
         let router = Router::new()
             .route("/whatsapp", any(whatsapp_door))
             .route("/form", any(form_door).layer(cors))
+            .route(STAFF_PATH, any(staff_door))
+            .route(&format!("{FUNCTIONS_PATH}{{name}}"), any(staff_door))
             .route("/sandbox/outbox", get(outbox))
+            .route("/sandbox/staff", post(sandbox_staff))
+            .route("/sandbox/pause", post(sandbox_pause))
+            .route("/sandbox/resume", post(sandbox_resume))
+            .route("/sandbox/session", get(sandbox_session))
             .route(crate::turnstile_standin::SCRIPT_PATH, get(turnstile_script))
             // The doors check the size themselves, as in AWS (Meta's deliveries reach 3 MB).
             .layer(DefaultBodyLimit::max(
@@ -351,6 +395,27 @@ async fn whatsapp_door(
     routes.webhook.handle(&request).await
 }
 
+async fn staff_door(State(routes): State<Arc<Routes>>, parts: Parts, body: Bytes) -> DoorResponse {
+    let request = axum::http::Request::from_parts(parts, body);
+    routes.staff.handle(&request).await
+}
+
+/// Staff alerts in the sandbox: in the log, and to `STAFF_ALERT_WEBHOOK_URL` when it is set
+/// (the SNS topic is AWS's).
+struct DevAlerts {
+    webhook: Option<WebhookNotifier>,
+}
+
+impl StaffNotifier for DevAlerts {
+    async fn notify(&self, alert: &StaffAlert) -> Result<(), NotifyError> {
+        tracing::warn!(subject = %alert.subject(), "staff alert:\n{}", alert.text());
+        match &self.webhook {
+            Some(webhook) => webhook.notify(alert).await,
+            None => Ok(()),
+        }
+    }
+}
+
 async fn form_door(
     State(routes): State<Arc<Routes>>,
     mut parts: Parts,
@@ -399,6 +464,189 @@ async fn outbox(
         .map(|m| serde_json::json!({ "wamid": m.wamid, "to": m.to, "type": m.message_type, "text": m.text }))
         .collect();
     axum::Json(messages).into_response()
+}
+
+/// What staff do in Supabase's dashboard, done through the store's REST API with the service
+/// key (the Table Editor and the SQL editor act as `postgres`; to PostgREST the service role).
+struct Dashboard {
+    rest_url: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Dashboard {
+    fn new(config: &shared::config::StoreConfig, http: reqwest::Client) -> Self {
+        use secrecy::ExposeSecret as _;
+        Self {
+            rest_url: config.rest_url.clone(),
+            key: config.service_role_key.expose_secret().to_owned(),
+            http,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, format!("{}/{path}", self.rest_url))
+            .header("apikey", &self.key);
+        // A JWT key is also the bearer PostgREST reads the role from; `sb_secret_…` keys are not.
+        match self.key.split('.').count() == 3 {
+            true => request.bearer_auth(&self.key),
+            false => request,
+        }
+    }
+
+    async fn read(request: reqwest::RequestBuilder) -> Result<serde_json::Value> {
+        let answer = request.send().await?;
+        let status = answer.status();
+        let body = answer.text().await?;
+        anyhow::ensure!(status.is_success(), "the store answered {status}: {body}");
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// A row in `staff_messages`, as the Table Editor inserts it: the whole row back.
+    async fn insert_staff_message(&self, customer: &str, text: &str) -> Result<serde_json::Value> {
+        let rows = Self::read(
+            self.request(reqwest::Method::POST, "staff_messages")
+                .header("prefer", "return=representation")
+                .json(&serde_json::json!({ "customer_key": customer, "body": text })),
+        )
+        .await?;
+        rows.get(0).cloned().context("the insert returned no row")
+    }
+
+    async fn staff_message(&self, id: i64) -> Result<serde_json::Value> {
+        let rows = Self::read(self.request(
+            reqwest::Method::GET,
+            &format!("staff_messages?id=eq.{id}&select=id,status,status_reason,wamid"),
+        ))
+        .await?;
+        rows.get(0).cloned().context("no such staff message")
+    }
+
+    async fn rpc(&self, function: &str, args: serde_json::Value) -> Result<serde_json::Value> {
+        Self::read(
+            self.request(reqwest::Method::POST, &format!("rpc/{function}"))
+                .json(&args),
+        )
+        .await
+    }
+
+    async fn session(&self, customer: &str) -> Result<serde_json::Value> {
+        let rows = Self::read(self.request(
+            reqwest::Method::GET,
+            &format!("chat_sessions?customer_key=eq.{customer}&select=customer_key,paused_until,opted_out_at"),
+        ))
+        .await?;
+        Ok(rows.get(0).cloned().unwrap_or_default())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StaffRequest {
+    customer_key: shared::domain::CustomerKey,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    minutes: Option<u32>,
+}
+
+fn failed(error: anyhow::Error) -> Response {
+    (StatusCode::BAD_GATEWAY, format!("{error:#}")).into_response()
+}
+
+/// Staff write to the customer: the row is inserted as the dashboard does, delivered to the
+/// staff door as the Database Webhook does, and the answer is the row once the job is done with
+/// it (sent, or refused with the reason).
+async fn sandbox_staff(
+    State(routes): State<Arc<Routes>>,
+    axum::Json(request): axum::Json<StaffRequest>,
+) -> Response {
+    let record = match routes
+        .dashboard
+        .insert_staff_message(request.customer_key.as_str(), &request.text)
+        .await
+    {
+        Ok(record) => record,
+        Err(error) => return failed(error),
+    };
+    let Some(id) = record["id"].as_i64() else {
+        return failed(anyhow::anyhow!("the row has no id: {record}"));
+    };
+    let delivered = deliver_staff_webhook(&routes, &record).await;
+    if !delivered.status().is_success() {
+        return delivered.into_response();
+    }
+    let started = std::time::Instant::now();
+    loop {
+        match routes.dashboard.staff_message(id).await {
+            Ok(row) if !matches!(row["status"].as_str(), Some("queued" | "sending")) => {
+                return axum::Json(row).into_response();
+            }
+            Ok(row) if started.elapsed() > Duration::from_secs(30) => {
+                return axum::Json(row).into_response();
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(error) => return failed(error),
+        }
+    }
+}
+
+/// The Database Webhook's delivery of an insert into `staff_messages`, as Supabase sends it.
+async fn deliver_staff_webhook(routes: &Routes, record: &serde_json::Value) -> DoorResponse {
+    let body = serde_json::json!({
+        "type": "INSERT", "table": "staff_messages", "schema": "public",
+        "record": record, "old_record": null,
+    })
+    .to_string();
+    let request = axum::http::Request::post("/staff")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", routes.staff_secret),
+        )
+        .body(Bytes::from(body))
+        .expect("a valid request");
+    routes.staff.handle(&request).await
+}
+
+async fn sandbox_pause(
+    State(routes): State<Arc<Routes>>,
+    axum::Json(request): axum::Json<StaffRequest>,
+) -> Response {
+    let args = serde_json::json!({
+        "p_customer_key": request.customer_key, "p_minutes": request.minutes,
+        "p_reason": "make chat", "p_by": "make chat",
+    });
+    match routes.dashboard.rpc("pause_conversation", args).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(error) => failed(error),
+    }
+}
+
+async fn sandbox_resume(
+    State(routes): State<Arc<Routes>>,
+    axum::Json(request): axum::Json<StaffRequest>,
+) -> Response {
+    let args = serde_json::json!({ "p_customer_key": request.customer_key, "p_by": "make chat" });
+    match routes.dashboard.rpc("resume_conversation", args).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(error) => failed(error),
+    }
+}
+
+/// The customer's session as staff see it: `?customer_key=52…`.
+async fn sandbox_session(
+    State(routes): State<Arc<Routes>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(customer) = query.get("customer_key") else {
+        return (StatusCode::BAD_REQUEST, "?customer_key=").into_response();
+    };
+    match routes.dashboard.session(customer).await {
+        Ok(session) => axum::Json(session).into_response(),
+        Err(error) => failed(error),
+    }
 }
 
 /// The process environment, and `.env` (in the working directory) for what it leaves unset.

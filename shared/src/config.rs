@@ -565,6 +565,91 @@ impl QueueConfig {
     }
 }
 
+/// The doors staff and the agent use (staff-inbound): Supabase's Database Webhook on
+/// `staff_messages` (`POST /staff`) and the agent's Retell custom functions
+/// (`POST /retell/functions/{name}`), and how staff are told that a customer wants a person.
+#[derive(Debug, Clone)]
+pub struct StaffConfig {
+    /// What the Database Webhook sends as `Authorization: Bearer <secret>`
+    /// (`STAFF_WEBHOOK_SECRET`): at least [`StaffConfig::MIN_SECRET_CHARS`] characters.
+    pub webhook_secret: SecretString,
+    /// What Retell signs its function calls with (`RETELL_API_KEY`, the key with the webhook
+    /// badge).
+    pub retell_api_key: SecretString,
+    /// The SNS topic staff alerts go to (`STAFF_ALERT_TOPIC_ARN`); none: no SNS alert.
+    pub alert_topic_arn: Option<String>,
+    /// An SNS-compatible endpoint for local runs (`SNS_ENDPOINT_URL`).
+    pub sns_endpoint_url: Option<Url>,
+    /// An incoming webhook (Slack, Teams, …) that takes `{"text": …}`
+    /// (`STAFF_ALERT_WEBHOOK_URL`); none: no such alert.
+    pub alert_webhook_url: Option<Url>,
+    /// What the agent tells the customer once a person has been asked for
+    /// (`REQUEST_HUMAN_REPLY`).
+    pub request_human_reply: String,
+    /// How long `request_human` pauses the agent (`PAUSE_DEFAULT_MINUTES`); unset: the
+    /// database's `bridge_settings.pause_default_minutes`.
+    pub pause_minutes: Option<u32>,
+}
+
+impl StaffConfig {
+    /// The shortest webhook secret, in characters.
+    pub const MIN_SECRET_CHARS: usize = 32;
+    /// The longest pause, in minutes: 30 days.
+    pub const MAX_PAUSE_MINUTES: u32 = 43_200;
+    pub const DEFAULT_REQUEST_HUMAN_REPLY: &'static str = "Listo, le pedí a una persona de nuestro equipo que continúe la conversación. Te escribirá por aquí en cuanto pueda.";
+
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let webhook_secret = env.secret("STAFF_WEBHOOK_SECRET")?;
+        let secret_chars = webhook_secret.expose_secret().chars().count();
+        if secret_chars < Self::MIN_SECRET_CHARS {
+            return Err(ConfigError::Malformed {
+                name: "STAFF_WEBHOOK_SECRET",
+                reason: format!(
+                    "it has {secret_chars} characters; give at least {} (openssl rand -hex 32)",
+                    Self::MIN_SECRET_CHARS
+                ),
+            });
+        }
+        let alert_topic_arn = match env.optional("STAFF_ALERT_TOPIC_ARN") {
+            Some(arn) if arn.starts_with("arn:") && arn.split(':').nth(2) == Some("sns") => {
+                Some(arn.to_owned())
+            }
+            Some(arn) => {
+                return Err(ConfigError::Malformed {
+                    name: "STAFF_ALERT_TOPIC_ARN",
+                    reason: format!("{arn:?} is not an SNS topic ARN (arn:aws:sns:…)"),
+                });
+            }
+            None => None,
+        };
+        let pause_minutes = match env.parsed::<u32>("PAUSE_DEFAULT_MINUTES")? {
+            Some(minutes @ 1..=Self::MAX_PAUSE_MINUTES) => Some(minutes),
+            None => None,
+            Some(other) => {
+                return Err(ConfigError::Malformed {
+                    name: "PAUSE_DEFAULT_MINUTES",
+                    reason: format!(
+                        "{other} is not between 1 and {} (30 days)",
+                        Self::MAX_PAUSE_MINUTES
+                    ),
+                });
+            }
+        };
+        Ok(Self {
+            webhook_secret,
+            retell_api_key: env.secret("RETELL_API_KEY")?,
+            alert_topic_arn,
+            sns_endpoint_url: env.url("SNS_ENDPOINT_URL")?,
+            alert_webhook_url: env.url("STAFF_ALERT_WEBHOOK_URL")?,
+            request_human_reply: env
+                .optional("REQUEST_HUMAN_REPLY")
+                .unwrap_or(Self::DEFAULT_REQUEST_HUMAN_REPLY)
+                .to_owned(),
+            pause_minutes,
+        })
+    }
+}
+
 /// How the conversation engine behaves: words, canned replies, the first contact.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -589,6 +674,12 @@ pub struct EngineConfig {
     pub max_attempts: u32,
     /// How many earlier messages carry over into a new chat when Retell ended the last one.
     pub carry_over_messages: usize,
+    /// What marks a held customer message when the agent hears of it after a pause
+    /// (`CONTEXT_CUSTOMER_MARKER`, default `[Cliente]`).
+    pub context_customer_marker: String,
+    /// What marks a staff message when the agent hears of it (`CONTEXT_STAFF_MARKER`, default
+    /// `[Equipo]`).
+    pub context_staff_marker: String,
 }
 
 impl EngineConfig {
@@ -642,6 +733,8 @@ impl EngineConfig {
                 }
             },
             carry_over_messages: env.parsed("CARRY_OVER_MESSAGES")?.unwrap_or(10),
+            context_customer_marker: text("CONTEXT_CUSTOMER_MARKER", "[Cliente]"),
+            context_staff_marker: text("CONTEXT_STAFF_MARKER", "[Equipo]"),
         })
     }
 }
@@ -988,5 +1081,19 @@ mod tests {
             BrowserFormConfig::from_env(&no_secret).unwrap_err(),
             ConfigError::Missing("FORM_TURNSTILE_SECRET")
         );
+    }
+
+    #[test]
+    fn the_engine_marks_what_it_tells_the_agent_after_a_pause() {
+        let engine = EngineConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(engine.context_customer_marker, "[Cliente]");
+        assert_eq!(engine.context_staff_marker, "[Equipo]");
+        let env = Env::from_pairs([
+            ("CONTEXT_CUSTOMER_MARKER", "[Customer]"),
+            ("CONTEXT_STAFF_MARKER", "[Staff]"),
+        ]);
+        let engine = EngineConfig::from_env(&env).unwrap();
+        assert_eq!(engine.context_customer_marker, "[Customer]");
+        assert_eq!(engine.context_staff_marker, "[Staff]");
     }
 }

@@ -10,9 +10,9 @@ use crate::bot_check::{BotCheck, BotCheckError, Challenge, Expected};
 use crate::domain::{
     BrowserRecording, ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
     FormSubmission, InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits,
-    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StoredSubmission,
-    StrandedWork, SubmissionId, SubmissionStatus, TurnClaim, TurnCompletion, TurnFailure, TurnId,
-    TurnRetry, UnprocessedEvent,
+    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StaffClaim,
+    StoredSubmission, StrandedWork, SubmissionId, SubmissionStatus, TurnClaim, TurnCompletion,
+    TurnFailure, TurnId, TurnRetry, WebhookContent,
 };
 use crate::queue::{QueueError, TurnJob, TurnQueue};
 use crate::store::{PostgrestError, SessionStore, StoreError};
@@ -197,12 +197,9 @@ impl SessionStore for FakeStore {
     ) -> Result<Vec<RecordedMessage>, StoreError> {
         unimplemented!("not used by the form")
     }
-    async fn record_webhook(
+    async fn record_webhook_content(
         &self,
-        _: &[InboundMessage],
-        _: &[DeliveryUpdate],
-        _: &[crate::domain::MarketingOptOut],
-        _: &[UnprocessedEvent],
+        _: WebhookContent<'_>,
     ) -> Result<RecordedWebhook, StoreError> {
         unimplemented!("not used by the form")
     }
@@ -309,6 +306,55 @@ impl SessionStore for FakeStore {
         &self,
         _: &[DeliveryUpdate],
     ) -> Result<Vec<DeliveryOutcome>, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn pause_conversation(
+        &self,
+        _: &CustomerKey,
+        _: Option<u32>,
+        _: Option<&str>,
+        _: Option<&str>,
+    ) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn resume_conversation(
+        &self,
+        _: &CustomerKey,
+        _: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn request_human(
+        &self,
+        _: &CustomerKey,
+        _: Option<u32>,
+        _: Option<&str>,
+        _: &str,
+    ) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn hold_turn(&self, _: TurnId, _: &CustomerKey) -> Result<bool, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn claim_staff_message(&self, _: i64) -> Result<StaffClaim, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn complete_staff_message(
+        &self,
+        _: i64,
+        _: &[OutboundMessage],
+    ) -> Result<bool, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn refuse_staff_message(&self, _: i64, _: &str, _: bool) -> Result<bool, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn release_staff_message(
+        &self,
+        _: i64,
+        _: &str,
+        _: Duration,
+    ) -> Result<bool, StoreError> {
         unimplemented!("not used by the form")
     }
 }

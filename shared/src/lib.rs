@@ -13,6 +13,7 @@ pub mod http;
 pub mod ingress;
 pub mod messenger;
 pub mod metrics;
+pub mod notify;
 pub mod queue;
 pub mod retell;
 pub mod retry;

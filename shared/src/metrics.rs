@@ -38,10 +38,12 @@ pub enum Metric {
     SweeperGaveUp,
     /// Turns put back because the invocation had no time left for them.
     DeadlineReleases,
+    /// Messages staff wrote in `staff_messages` that went out on WhatsApp.
+    StaffMessagesSent,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Turns,
         Metric::TurnLatency,
         Metric::ReplyDelay,
@@ -53,6 +55,7 @@ impl Metric {
         Metric::SweeperRequeues,
         Metric::SweeperGaveUp,
         Metric::DeadlineReleases,
+        Metric::StaffMessagesSent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +71,7 @@ impl Metric {
             Self::SweeperRequeues => "SweeperRequeues",
             Self::SweeperGaveUp => "SweeperGaveUp",
             Self::DeadlineReleases => "DeadlineReleases",
+            Self::StaffMessagesSent => "StaffMessagesSent",
         }
     }
 

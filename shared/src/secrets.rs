@@ -28,7 +28,7 @@ pub const SECRET_ID_VARIABLE: &str = "BRIDGE_SECRET_ID";
 /// A Secrets Manager-compatible endpoint for local runs and the benchmarks.
 pub const ENDPOINT_VARIABLE: &str = "SECRETS_MANAGER_ENDPOINT_URL";
 /// Every variable the secret holds; each function reads some of them.
-pub const SECRET_VARIABLES: [&str; 7] = [
+pub const SECRET_VARIABLES: [&str; 8] = [
     "SUPABASE_SERVICE_ROLE_KEY",
     "RETELL_API_KEY",
     "WHATSAPP_ACCESS_TOKEN",
@@ -36,6 +36,7 @@ pub const SECRET_VARIABLES: [&str; 7] = [
     "WHATSAPP_VERIFY_TOKEN",
     "FORM_SHARED_SECRET",
     "FORM_TURNSTILE_SECRET",
+    "STAFF_WEBHOOK_SECRET",
 ];
 /// Keys a secret may lack: the hosted form's Turnstile secret is needed only with its site key
 /// (`FORM_TURNSTILE_SITE_KEY`), and the configuration says so when it is missing then.

@@ -24,6 +24,8 @@ pub struct SweepReport {
     pub turns: usize,
     /// Form submissions whose conversation start was queued.
     pub submissions: usize,
+    /// Staff messages whose sending was queued (their Database Webhook was missed).
+    pub staff_messages: usize,
     /// Messages and submissions given up for having waited too long.
     pub gave_up: u64,
     /// Found but not queued (the queue refused): found again after `grace`.
@@ -42,6 +44,7 @@ pub async fn requeue_stranded_work<S: SessionStore, Q: TurnQueue>(
         submissions,
         gave_up_messages,
         gave_up_submissions,
+        staff_messages,
     } = store.sweep_stranded_work(grace).await?;
     // Unique per sweep: the SQL, not the queue's deduplication, keeps work from being queued twice.
     let sweep = chrono::Utc::now().timestamp_millis();
@@ -64,6 +67,20 @@ pub async fn requeue_stranded_work<S: SessionStore, Q: TurnQueue>(
                         id,
                     )
                 }),
+        )
+        .chain(
+            staff_messages
+                .into_iter()
+                .map(|(staff_message_id, customer_key)| {
+                    let id = format!("sweep:staff:{staff_message_id}:{sweep}");
+                    (
+                        TurnJob::SendStaffMessage {
+                            customer_key,
+                            staff_message_id,
+                        },
+                        id,
+                    )
+                }),
         );
     let mut report = SweepReport {
         gave_up: gave_up_messages + gave_up_submissions,
@@ -74,6 +91,7 @@ pub async fn requeue_stranded_work<S: SessionStore, Q: TurnQueue>(
             Ok(()) => match job {
                 TurnJob::TakeTurn { .. } => report.turns += 1,
                 TurnJob::StartConversation { .. } => report.submissions += 1,
+                TurnJob::SendStaffMessage { .. } => report.staff_messages += 1,
             },
             Err(error) => {
                 tracing::warn!(%error, customer = %job.customer_key().masked(), "stranded work not queued: the next sweep tries again");
@@ -81,7 +99,7 @@ pub async fn requeue_stranded_work<S: SessionStore, Q: TurnQueue>(
             }
         }
     }
-    let requeued = report.turns + report.submissions;
+    let requeued = report.turns + report.submissions + report.staff_messages;
     if requeued > 0 || report.gave_up > 0 {
         tracing::warn!(
             turns = report.turns,
@@ -125,6 +143,7 @@ mod tests {
             submissions: vec![(submission, customer(3))],
             gave_up_messages: 1,
             gave_up_submissions: 0,
+            ..StrandedWork::default()
         });
         let queue = FakeQueue::default();
         let report = requeue_stranded_work(&store, &queue, GRACE).await.unwrap();
@@ -133,6 +152,7 @@ mod tests {
             SweepReport {
                 turns: 2,
                 submissions: 1,
+                staff_messages: 0,
                 gave_up: 1,
                 not_queued: 0
             }

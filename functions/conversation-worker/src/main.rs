@@ -35,6 +35,7 @@ async fn main() -> Result<(), Error> {
                 )
                 .await?;
                 Ok(serde_json::json!({ "turns": report.turns, "submissions": report.submissions,
+                                       "staff_messages": report.staff_messages,
                                        "gave_up": report.gave_up, "not_queued": report.not_queued }))
             }
         }

@@ -134,6 +134,18 @@ pub struct RecordedWebhook {
     pub statuses: Vec<DeliveryOutcome>,
     #[serde(default)]
     pub opt_outs: Vec<RecordedOptOut>,
+    #[serde(default)]
+    pub echoes: Vec<RecordedEcho>,
+}
+
+/// Everything one webhook delivery carries, for the store to record in one call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebhookContent<'a> {
+    pub messages: &'a [InboundMessage],
+    pub statuses: &'a [DeliveryUpdate],
+    pub opt_outs: &'a [MarketingOptOut],
+    pub echoes: &'a [BusinessEcho],
+    pub unprocessed: &'a [UnprocessedEvent],
 }
 
 /// A form submission that passed validation: the lead the agent will contact.
@@ -256,6 +268,109 @@ pub struct Turn {
     /// Set when this turn was taken over after the agent had answered: send what is left.
     #[serde(default)]
     pub resume: Option<TurnResume>,
+    /// What the agent has not been told, in time order: the customer's messages held while a
+    /// person had taken over, and what staff sent. Told to the agent once this turn completes
+    /// with a chat ([`crate::store::SessionStore::complete_turn`] with `chat`).
+    #[serde(default)]
+    pub context: Vec<ContextLine>,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Author {
+    /// The customer (every inbound message).
+    Customer,
+    /// The agent's replies.
+    Agent,
+    /// A person: a row of `staff_messages`, or the WhatsApp Business app on a shared number.
+    Staff,
+    /// The bridge's own messages: templates.
+    Bridge,
+}
+
+/// A message the agent was not told when it was written: the customer's, held during a pause,
+/// or staff's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ContextLine {
+    pub author: Author,
+    /// The text; a message without one reads `(image)`, `(sticker)`, … (its type).
+    pub body: String,
+    /// When it was sent.
+    pub at: DateTime<Utc>,
+}
+
+/// Where a staff message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StaffMessageStatus {
+    /// Written, not sent yet.
+    Queued,
+    /// A worker is sending it (under a lease).
+    Sending,
+    Sent,
+    /// Not sent: outside the customer service window (see `status_reason`).
+    Refused,
+    /// Not sent: WhatsApp would not take it, or it waited too long (see `status_reason`).
+    Failed,
+}
+
+/// A row of `staff_messages`: what staff wrote to a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StaffMessage {
+    pub id: i64,
+    pub customer_key: CustomerKey,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    /// The staff member's e-mail or database user, or `WhatsApp Business app`.
+    pub created_by: String,
+    pub status: StaffMessageStatus,
+    pub status_reason: Option<String>,
+    pub wamid: Option<MessageId>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to "take this staff message to send it".
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StaffClaim {
+    /// Ours to send, under a lease: `session` says whether the 24-hour window is open.
+    Claimed {
+        message: Box<StaffMessage>,
+        session: Option<Box<Session>>,
+    },
+    /// A turn holds the customer (its lease, or its agent's answer not all sent): send after it,
+    /// never between its replies. The message stays queued.
+    Busy { lease_expires_at: DateTime<Utc> },
+    /// Nothing to do: sent, refused, failed or being sent already (a repeated delivery), or no
+    /// such message.
+    NotClaimed,
+}
+
+/// A message staff sent from the WhatsApp Business app on the bridge's number (Meta's
+/// `smb_message_echoes`): recorded as a staff message, once per wamid, and it pauses the agent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BusinessEcho {
+    pub wamid: MessageId,
+    /// The customer it was sent to.
+    pub customer_key: CustomerKey,
+    /// WhatsApp's type: `text`, `image`, …
+    pub message_type: String,
+    pub body: Option<String>,
+    /// The echo as WhatsApp delivered it, kept for inspection.
+    pub payload: Option<serde_json::Value>,
+    /// WhatsApp's timestamp.
+    pub sent_at: DateTime<Utc>,
+    /// Kept on a session the echo creates.
+    pub wa_id: Option<String>,
+}
+
+/// An echo as recorded: `is_new` is false for a repeated delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordedEcho {
+    pub wamid: MessageId,
+    pub customer_key: CustomerKey,
+    pub is_new: bool,
 }
 
 /// The agent's saved answer to a turn that did not finish sending it.
@@ -363,6 +478,9 @@ pub struct StrandedWork {
     pub gave_up_messages: u64,
     /// Queued submissions failed for not having started in time.
     pub gave_up_submissions: u64,
+    /// Staff messages nothing will send (their webhook was missed, their worker died), oldest
+    /// first: their id and customer.
+    pub staff_messages: Vec<(i64, CustomerKey)>,
 }
 
 /// WhatsApp's delivery status of an outbound message. `Accepted` is ours: the Graph API took

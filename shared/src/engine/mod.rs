@@ -1,9 +1,10 @@
 //! The conversation engine: one continuing Retell chat per customer.
 //!
-//! Two entry points, both run from the turn queue (one job at a time per customer):
-//! [`Engine::start_conversation`] for a form submission, and [`Engine::take_turn`] for the
-//! messages a customer sent.
+//! Three entry points, all run from the turn queue (one job at a time per customer):
+//! [`Engine::start_conversation`] for a form submission, [`Engine::take_turn`] for the
+//! messages a customer sent, and [`Engine::send_staff_message`] for what staff wrote.
 
+mod staff;
 mod start;
 mod turn;
 
@@ -24,6 +25,7 @@ use crate::retry::{RetryPolicy, RetrySchedule};
 use crate::store::{PostgrestStore, SessionStore, StoreError};
 use crate::whatsapp::GraphClient;
 
+pub use staff::{OPTED_OUT, OUTSIDE_WINDOW, StaffOutcome};
 pub use start::StartOutcome;
 pub use turn::TurnOutcome;
 
@@ -298,6 +300,22 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                     Err(error) => Err(error),
                 }
             }
+            TurnJob::SendStaffMessage {
+                staff_message_id, ..
+            } => match self
+                .send_staff_message_by(&customer, staff_message_id, deadline, receipt.receive)
+                .await
+            {
+                Ok(StaffOutcome::Busy { lease_left }) => {
+                    // Never between a turn's replies: after them.
+                    return JobDisposition::retry_after("a turn holds the customer", lease_left);
+                }
+                Ok(outcome) => {
+                    tracing::info!(?outcome, "staff message");
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
         };
         let Err(error) = result else {
             return JobDisposition::Done;

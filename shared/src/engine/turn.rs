@@ -10,7 +10,8 @@ use super::{
 };
 use crate::agent::{AgentError, ChatAgent, NewChat};
 use crate::domain::{
-    ChatId, ChatStatus, CustomerKey, FailureCause, Session, Turn, TurnClaim, TurnRetry,
+    Author, ChatId, ChatStatus, ContextLine, CustomerKey, FailureCause, Session, Turn, TurnClaim,
+    TurnRetry,
 };
 use crate::messenger::{Messenger, MessengerError, Recipient};
 use crate::metrics::{Figures, Metric};
@@ -33,7 +34,8 @@ pub enum TurnOutcome {
     Answered { chat_id: ChatId, replies: usize },
     /// Only a fixed reply went out (opt-out or opt-in confirmation, "text only please").
     Acknowledged,
-    /// Stored and not answered: a person has taken over, or the customer opted out.
+    /// Stored and not answered: a person has taken over (the messages are kept `held`, and the
+    /// agent hears of them in the first turn after the pause), or the customer opted out.
     Held,
 }
 
@@ -168,7 +170,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                 .await;
         }
         if session.is_paused(Utc::now()) {
-            return self.hold(turn).await;
+            return self.hold_for_staff(turn).await;
         }
         if texts.is_empty() {
             return self.acknowledge(turn, &self.config.unsupported_reply).await;
@@ -185,7 +187,17 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             .messages
             .iter()
             .any(|m| m.attempts > 1 || m.failed_before);
-        let (chat_id, replies) = self.converse(session, &written, retried, deadline).await?;
+        // What happened while the agent was not listening (a pause: the customer's held messages,
+        // the staff's) goes first, in the first text's completion: a retried turn reads back the
+        // texts as they were sent.
+        let first_piece: String;
+        let mut pieces = written.clone();
+        if let (Some(block), Some(first)) = (self.context_block(&turn.context), pieces.first_mut())
+        {
+            first_piece = format!("{block}\n{}", first.0);
+            first.0 = &first_piece;
+        }
+        let (chat_id, replies) = self.converse(session, &pieces, retried, deadline).await?;
         if !self
             .store
             .save_turn_replies(turn.turn_id, &chat_id, &replies)
@@ -461,6 +473,36 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         Ok(TurnOutcome::Acknowledged)
     }
 
+    /// A person has taken over: say nothing and keep the messages `held`, for the agent to hear
+    /// of when the pause is over.
+    async fn hold_for_staff(&self, turn: &Turn) -> Result<TurnOutcome, EngineError> {
+        if !self
+            .store
+            .hold_turn(turn.turn_id, &turn.session.customer_key)
+            .await?
+        {
+            tracing::warn!("the turn lost its customer to another turn before holding");
+        }
+        Ok(TurnOutcome::Held)
+    }
+
+    /// The lines the agent has not heard, each marked by who said it, a line each (`None`: none).
+    fn context_block(&self, context: &[ContextLine]) -> Option<String> {
+        let lines: Vec<String> = context
+            .iter()
+            .filter_map(|line| {
+                let body = line.body.trim();
+                let marker = match line.author {
+                    Author::Customer => &self.config.context_customer_marker,
+                    // Whoever spoke for the business: staff, or the business app.
+                    _ => &self.config.context_staff_marker,
+                };
+                (!body.is_empty()).then(|| format!("{marker} {body}"))
+            })
+            .collect();
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+
     /// Store the messages as handled, say nothing.
     async fn hold(&self, turn: &Turn) -> Result<TurnOutcome, EngineError> {
         self.store
@@ -570,6 +612,35 @@ mod tests {
         assert_eq!(fold("  stop. "), "STOP");
         assert_eq!(fold("Cancelación"), "CANCELACION");
         assert_ne!(fold("no quiero la baja"), "BAJA");
+    }
+
+    #[test]
+    fn a_completion_that_led_with_the_context_is_read_back_as_the_texts_it_carried() {
+        let sent = Utc::now() - chrono::TimeDelta::seconds(10);
+        let first = "[Cliente] ¿hola?\n[Equipo] Te llamamos mañana\nGracias";
+        let written = [(first, sent), ("¿a qué hora?", sent)];
+        let piece = |content: &str| ChatMessage {
+            role: "user".into(),
+            content: Some(content.into()),
+            message_id: None,
+            created_timestamp: Some(Utc::now().timestamp_millis()),
+        };
+        let both = piece("[Cliente] ¿hola?\n[Equipo] Te llamamos mañana\nGracias\n¿a qué hora?");
+        assert_eq!(
+            carried([&both].into_iter(), &written),
+            Some(vec![true, true])
+        );
+        let context_and_first = piece(first);
+        assert_eq!(
+            carried([&context_and_first].into_iter(), &written),
+            Some(vec![true, false]),
+            "the second text still to send, without the context the agent has"
+        );
+        assert_eq!(
+            carried([&piece("Gracias")].into_iter(), &written),
+            None,
+            "the text without its context is not what this turn sent"
+        );
     }
 
     #[test]

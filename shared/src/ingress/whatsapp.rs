@@ -24,14 +24,16 @@ use serde_json::Value;
 use super::{DoorError, Response, header_text, text_response};
 use crate::config::WebhookConfig;
 use crate::domain::{
-    CustomerKey, DeliveryUpdate, InboundMessage, MarketingOptOut, MessageId, UnprocessedEvent,
+    BusinessEcho, CustomerKey, DeliveryUpdate, InboundMessage, MarketingOptOut, MessageId,
+    UnprocessedEvent, WebhookContent,
 };
 use crate::queue::{TurnJob, TurnQueue};
 use crate::store::{SessionStore, StoreError};
 use crate::whatsapp::webhook::{
-    MESSAGES_FIELD, MarketingPreference, SIGNATURE_HEADER, SignatureError, SubscriptionError,
-    SubscriptionQuery, USER_PREFERENCES_FIELD, WHATSAPP_OBJECT, WebhookErrorCause, WebhookEvent,
-    WebhookPayload, events, nul_free, nul_free_json, verify_signature, verify_subscription,
+    ECHOES_FIELD, MESSAGES_FIELD, MarketingPreference, SIGNATURE_HEADER, SignatureError,
+    SubscriptionError, SubscriptionQuery, USER_PREFERENCES_FIELD, WHATSAPP_OBJECT,
+    WebhookErrorCause, WebhookEvent, WebhookPayload, events, nul_free, nul_free_json,
+    verify_signature, verify_subscription,
 };
 
 /// Meta sends at most 3 MB; a little room above that.
@@ -168,12 +170,13 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
         }
         let recorded = match self
             .store
-            .record_webhook(
-                &delivery.messages,
-                &delivery.statuses,
-                &delivery.opt_outs,
-                &delivery.unprocessed,
-            )
+            .record_webhook_content(WebhookContent {
+                messages: &delivery.messages,
+                statuses: &delivery.statuses,
+                opt_outs: &delivery.opt_outs,
+                echoes: &delivery.echoes,
+                unprocessed: &delivery.unprocessed,
+            })
             .await
         {
             Ok(recorded) => recorded,
@@ -206,6 +209,8 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             new = recorded.messages.iter().filter(|m| m.is_new).count(),
             statuses = delivery.statuses.len(),
             opted_out = recorded.opt_outs.iter().filter(|o| o.changed).count(),
+            echoes = delivery.echoes.len(),
+            new_echoes = recorded.echoes.iter().filter(|e| e.is_new).count(),
             unprocessed = delivery.unprocessed.len(),
             "webhook recorded"
         );
@@ -307,6 +312,9 @@ pub struct Delivery {
     pub statuses: Vec<DeliveryUpdate>,
     /// Customers who told WhatsApp to stop our marketing messages: opted out.
     pub opt_outs: Vec<MarketingOptOut>,
+    /// What staff sent from the WhatsApp Business app on our number: recorded as staff
+    /// messages, which pauses the agent.
+    pub echoes: Vec<BusinessEcho>,
     /// What could not be used (errors, unknown events, an unreadable body, changes about another
     /// business number), kept for inspection.
     pub unprocessed: Vec<UnprocessedEvent>,
@@ -333,6 +341,10 @@ impl Delivery {
             text(&mut opt_out.wa_id);
             text(&mut opt_out.whatsapp_user_id);
         }
+        for echo in &mut self.echoes {
+            text(&mut echo.body);
+            json(&mut echo.payload);
+        }
         for event in &mut self.unprocessed {
             nul_free(&mut event.reason);
             nul_free_json(&mut event.payload);
@@ -345,6 +357,7 @@ impl Delivery {
         self.messages.is_empty()
             && self.statuses.is_empty()
             && self.opt_outs.is_empty()
+            && self.echoes.is_empty()
             && self.unprocessed.is_empty()
     }
 
@@ -373,6 +386,15 @@ impl Delivery {
             match event {
                 WebhookEvent::Message(message) => delivery.messages.push(message),
                 WebhookEvent::Status(status) => delivery.statuses.push(status.update),
+                WebhookEvent::Echo(echo) => delivery.echoes.push(BusinessEcho {
+                    wamid: echo.wamid,
+                    customer_key: echo.customer_key,
+                    message_type: echo.message_type,
+                    body: echo.body,
+                    payload: Some(echo.raw),
+                    sent_at: echo.sent_at,
+                    wa_id: echo.wa_id,
+                }),
                 WebhookEvent::MarketingPreference(preference) => match preference.preference {
                     MarketingPreference::Stop => delivery.opt_outs.push(MarketingOptOut {
                         customer_key: preference.customer_key,
@@ -452,11 +474,17 @@ pub fn set_apart_other_numbers(
                     "the change is about phone number id {number}, not ours \
                      ({our_phone_number_id:?}): not answered, statuses not applied"
                 ),
-                None if matches!(field, Some(MESSAGES_FIELD | USER_PREFERENCES_FIELD)) => format!(
-                    "a {:?} change names no phone number id, so it is not about ours \
+                None if matches!(
+                    field,
+                    Some(MESSAGES_FIELD | USER_PREFERENCES_FIELD | ECHOES_FIELD)
+                ) =>
+                {
+                    format!(
+                        "a {:?} change names no phone number id, so it is not about ours \
                      ({our_phone_number_id:?}): not answered, statuses not applied",
-                    field.unwrap_or_default()
-                ),
+                        field.unwrap_or_default()
+                    )
+                }
                 None => return true,
             };
             set_apart.push(UnprocessedEvent {

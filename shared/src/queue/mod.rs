@@ -20,14 +20,20 @@ pub enum TurnJob {
     },
     /// The customer wrote: answer everything they sent that is still waiting.
     TakeTurn { customer_key: CustomerKey },
+    /// Staff inserted a row into `staff_messages` (the Database Webhook's `POST /staff`, or the
+    /// sweeper): send it on WhatsApp as the business, in the customer's turn order.
+    SendStaffMessage {
+        customer_key: CustomerKey,
+        staff_message_id: i64,
+    },
 }
 
 impl TurnJob {
     pub fn customer_key(&self) -> &CustomerKey {
         match self {
-            Self::StartConversation { customer_key, .. } | Self::TakeTurn { customer_key } => {
-                customer_key
-            }
+            Self::StartConversation { customer_key, .. }
+            | Self::TakeTurn { customer_key }
+            | Self::SendStaffMessage { customer_key, .. } => customer_key,
         }
     }
 }

@@ -5,19 +5,13 @@ use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use aws_config::environment::{
-    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
-};
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_sdk_sqs::config::{BehaviorVersion, Region};
+use aws_config::SdkConfig;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::{QueueError, Redelivery, TurnJob, TurnQueue};
-use crate::aws::{CONNECT_TIMEOUT, FALLBACK_REGION, http_client};
+use crate::aws::{http_client, role_config};
 use crate::config::QueueConfig;
 use crate::retry::RetrySchedule;
 
@@ -29,7 +23,7 @@ const MAX_ID_LEN: usize = 128;
 pub struct SqsQueue {
     /// Built at the first job (shared by the clones), from `pending` when it is set.
     client: Arc<OnceLock<aws_sdk_sqs::Client>>,
-    pending: Option<aws_sdk_sqs::config::Builder>,
+    pending: Option<SdkConfig>,
     queue_url: String,
 }
 
@@ -42,31 +36,11 @@ impl SqsQueue {
     ///
     /// The client itself is built at the first job, not at INIT: most invocations of the
     /// webhook (delivery statuses, the verification) and the form (preflights) queue nothing.
-    /// It is built without `aws_config::load`, whose credential chain (profile files, web
-    /// identity, ECS, the instance metadata service) finds the environment's in Lambda anyway;
-    /// what `aws_config` would set besides is set here as it would be: standard retries, a 3.1 s
-    /// connect timeout.
+    /// It is built from [`role_config`], without `aws_config::load`.
     pub async fn from_config(config: &QueueConfig) -> SqsQueue {
         let queue_url = config.queue_url.as_str().to_owned();
-        // Not the default region chain: it would ask the instance metadata service, over the
-        // network, when the environment names no region.
-        let region =
-            RegionProviderChain::first_try(region_of_queue_url(&queue_url).map(Region::new))
-                .or_else(EnvironmentVariableRegionProvider::new())
-                .or_else(Region::from_static(FALLBACK_REGION));
-        let mut sqs_config = aws_sdk_sqs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(region.region().await)
-            .credentials_provider(EnvironmentVariableCredentialsProvider::new())
-            .retry_config(RetryConfig::standard())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .build(),
-            );
-        if let Some(endpoint) = &config.endpoint_url {
-            sqs_config = sqs_config.endpoint_url(endpoint.as_str().trim_end_matches('/'));
-        }
+        let endpoint = config.endpoint_url.as_ref().map(url::Url::as_str);
+        let sqs_config = role_config(region_of_queue_url(&queue_url), endpoint).await;
         SqsQueue {
             client: Arc::default(),
             pending: Some(sqs_config),
@@ -87,8 +61,9 @@ impl SqsQueue {
         self.client.get_or_init(|| {
             let config = self
                 .pending
-                .clone()
-                .expect("a queue without a client has its configuration")
+                .as_ref()
+                .expect("a queue without a client has its configuration");
+            let config = aws_sdk_sqs::config::Builder::from(config)
                 .http_client(http_client())
                 .build();
             aws_sdk_sqs::Client::from_conf(config)
@@ -169,6 +144,7 @@ pub(super) fn job_kind(job: &TurnJob) -> &'static str {
     match job {
         TurnJob::StartConversation { .. } => "start_conversation",
         TurnJob::TakeTurn { .. } => "take_turn",
+        TurnJob::SendStaffMessage { .. } => "send_staff_message",
     }
 }
 
@@ -327,6 +303,11 @@ mod tests {
 
     #[tokio::test]
     async fn construction_needs_no_network() {
+        use aws_config::Region;
+        use aws_config::retry::RetryConfig;
+
+        use crate::aws::CONNECT_TIMEOUT;
+
         let config = QueueConfig {
             queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/turns.fifo"
                 .parse()

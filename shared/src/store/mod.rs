@@ -9,12 +9,14 @@ use std::time::Duration;
 pub use error::{PostgrestError, StoreError};
 pub use postgrest::PostgrestStore;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::{
     BrowserRecording, ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
     FormSubmission, InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits,
-    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StoredSubmission,
-    StrandedWork, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry,
-    UnprocessedEvent,
+    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StaffClaim,
+    StoredSubmission, StrandedWork, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
+    TurnRetry, UnprocessedEvent, WebhookContent,
 };
 
 /// Every step is atomic and one round trip; every step may be retried after a timeout or an
@@ -28,14 +30,33 @@ pub trait SessionStore: Send + Sync {
 
     /// Records everything one webhook delivery carries, in one transaction: inbound messages
     /// (once per wamid), delivery statuses, customers who stopped marketing messages in WhatsApp
-    /// (opted out, a session created if they had none), and what could not be used.
+    /// (opted out, a session created if they had none), messages staff sent from the WhatsApp
+    /// Business app (echoes: recorded as staff messages once per wamid, each pausing the agent),
+    /// and what could not be used.
+    fn record_webhook_content(
+        &self,
+        content: WebhookContent<'_>,
+    ) -> impl Future<Output = Result<RecordedWebhook, StoreError>> + Send;
+
+    /// [`SessionStore::record_webhook_content`] for a delivery without echoes.
     fn record_webhook(
         &self,
         messages: &[InboundMessage],
         statuses: &[DeliveryUpdate],
         opt_outs: &[crate::domain::MarketingOptOut],
         unprocessed: &[UnprocessedEvent],
-    ) -> impl Future<Output = Result<RecordedWebhook, StoreError>> + Send;
+    ) -> impl Future<Output = Result<RecordedWebhook, StoreError>> + Send {
+        async move {
+            let content = WebhookContent {
+                messages,
+                statuses,
+                opt_outs,
+                echoes: &[],
+                unprocessed,
+            };
+            self.record_webhook_content(content).await
+        }
+    }
 
     /// Records a form submission once per idempotency key and decides, in the same transaction,
     /// whether its customer may be contacted under `limits`: accepted (`Queued`), `Skipped`
@@ -182,4 +203,81 @@ pub trait SessionStore: Send + Sync {
         &self,
         statuses: &[DeliveryUpdate],
     ) -> impl Future<Output = Result<Vec<DeliveryOutcome>, StoreError>> + Send;
+
+    /// A person takes over for `minutes` from now (`None`: the store's
+    /// `bridge_settings.pause_default_minutes`, 60 unless changed), a session created if the
+    /// customer had none: the agent does not answer them until then. Recorded in the customer's
+    /// history with `reason`, by `by` (`None`: the database user). Returns the pause's end.
+    fn pause_conversation(
+        &self,
+        customer: &CustomerKey,
+        minutes: Option<u32>,
+        reason: Option<&str>,
+        by: Option<&str>,
+    ) -> impl Future<Output = Result<DateTime<Utc>, StoreError>> + Send;
+
+    /// Hands the conversation back to the agent now (recorded). True when it was paused.
+    fn resume_conversation(
+        &self,
+        customer: &CustomerKey,
+        by: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The agent asked for a person: pauses the customer as
+    /// [`SessionStore::pause_conversation`] and records the request (`needs_attention` lists
+    /// it until staff write or resume), in one transaction. Returns the pause's end.
+    fn request_human(
+        &self,
+        customer: &CustomerKey,
+        minutes: Option<u32>,
+        reason: Option<&str>,
+        by: &str,
+    ) -> impl Future<Output = Result<DateTime<Utc>, StoreError>> + Send;
+
+    /// Ends a paused customer's turn instead of completing it: its messages are kept `held`,
+    /// not answered, and the next turn after the pause carries them as its
+    /// [`crate::domain::Turn::context`]. False when another turn had taken over.
+    fn hold_turn(
+        &self,
+        turn: TurnId,
+        customer: &CustomerKey,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Takes staff message `id` to send it, under a lease of five minutes: once, however often
+    /// its webhook is delivered ([`StaffClaim::NotClaimed`] after that), and never while a turn
+    /// holds the customer ([`StaffClaim::Busy`]). A message whose sender died is claimed again
+    /// once its lease has run out.
+    fn claim_staff_message(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<StaffClaim, StoreError>> + Send;
+
+    /// Staff message `id` went out (`sent`: its parts): recorded as the business's outbound
+    /// message (author staff, for the agent to be told after the pause) and marked sent. False
+    /// when it was already (a repeat changes nothing).
+    fn complete_staff_message(
+        &self,
+        id: i64,
+        sent: &[OutboundMessage],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Staff message `id` will not go out: `refused` (outside the 24-hour window) or failed,
+    /// with `reason` on its row. False when it was not queued or being sent.
+    fn refuse_staff_message(
+        &self,
+        id: i64,
+        reason: &str,
+        refused: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Sending staff message `id` failed for a reason that may pass: it goes back to queued with
+    /// `reason`, for the job's retry in `delay` (else the sweeper queues it a minute after that).
+    /// Without this, a retry finds it still being sent until its lease runs out. False when it
+    /// was not queued or being sent.
+    fn release_staff_message(
+        &self,
+        id: i64,
+        reason: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

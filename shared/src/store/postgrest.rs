@@ -13,12 +13,14 @@ use serde_json::json;
 
 use super::{PostgrestError, SessionStore, StoreError};
 use crate::config::StoreConfig;
+use chrono::{DateTime, Utc};
+
 use crate::domain::{
     BrowserRecording, ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
     FormSubmission, InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits,
-    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StoredSubmission,
-    StrandedWork, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry,
-    UnprocessedEvent,
+    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StaffClaim,
+    StoredSubmission, StrandedWork, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
+    TurnRetry, WebhookContent,
 };
 
 #[derive(Clone)]
@@ -210,18 +212,16 @@ impl SessionStore for PostgrestStore {
         .await
     }
 
-    async fn record_webhook(
+    async fn record_webhook_content(
         &self,
-        messages: &[InboundMessage],
-        statuses: &[DeliveryUpdate],
-        opt_outs: &[crate::domain::MarketingOptOut],
-        unprocessed: &[UnprocessedEvent],
+        content: WebhookContent<'_>,
     ) -> Result<RecordedWebhook, StoreError> {
         let args = json!({
-            "p_messages": messages,
-            "p_statuses": statuses,
-            "p_opt_outs": opt_outs,
-            "p_unprocessed": unprocessed,
+            "p_messages": content.messages,
+            "p_statuses": content.statuses,
+            "p_opt_outs": content.opt_outs,
+            "p_echoes": content.echoes,
+            "p_unprocessed": content.unprocessed,
         });
         self.call("record_webhook", &args).await
     }
@@ -428,6 +428,13 @@ impl SessionStore for PostgrestStore {
             turns: Vec<CustomerKey>,
             submissions: Vec<FoundSubmission>,
             gave_up: GaveUp,
+            #[serde(default)]
+            staff_messages: Vec<FoundStaffMessage>,
+        }
+        #[derive(serde::Deserialize)]
+        struct FoundStaffMessage {
+            id: i64,
+            customer_key: CustomerKey,
         }
         #[derive(serde::Deserialize)]
         struct FoundSubmission {
@@ -443,6 +450,11 @@ impl SessionStore for PostgrestStore {
         let args = json!({ "p_grace_seconds": delay_seconds(grace, 1) });
         let found: Found = self.call("sweep_stranded_work", &args).await?;
         Ok(StrandedWork {
+            staff_messages: found
+                .staff_messages
+                .into_iter()
+                .map(|s| (s.id, s.customer_key))
+                .collect(),
             turns: found.turns,
             submissions: found
                 .submissions
@@ -473,6 +485,117 @@ impl SessionStore for PostgrestStore {
         )
         .await
     }
+
+    async fn pause_conversation(
+        &self,
+        customer: &CustomerKey,
+        minutes: Option<u32>,
+        reason: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let args = json!({
+            "p_customer_key": customer,
+            "p_minutes": minutes.map(pause_minutes),
+            "p_reason": reason,
+            "p_by": by,
+        });
+        let answer: PausedUntil = self.call("pause_conversation", &args).await?;
+        Ok(answer.paused_until)
+    }
+
+    async fn resume_conversation(
+        &self,
+        customer: &CustomerKey,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Resumed {
+            resumed: bool,
+        }
+        let args = json!({ "p_customer_key": customer, "p_by": by });
+        let answer: Resumed = self.call("resume_conversation", &args).await?;
+        Ok(answer.resumed)
+    }
+
+    async fn request_human(
+        &self,
+        customer: &CustomerKey,
+        minutes: Option<u32>,
+        reason: Option<&str>,
+        by: &str,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let args = json!({
+            "p_customer_key": customer,
+            "p_minutes": minutes.map(pause_minutes),
+            "p_reason": reason,
+            "p_by": by,
+        });
+        let answer: PausedUntil = self.call("record_human_request", &args).await?;
+        Ok(answer.paused_until)
+    }
+
+    async fn hold_turn(&self, turn: TurnId, customer: &CustomerKey) -> Result<bool, StoreError> {
+        let args = json!({ "p_turn_id": turn, "p_customer_key": customer });
+        let answer: Completed = self.call("hold_turn", &args).await?;
+        Ok(answer.completed)
+    }
+
+    async fn claim_staff_message(&self, id: i64) -> Result<StaffClaim, StoreError> {
+        self.call("claim_staff_message", &json!({ "p_id": id }))
+            .await
+    }
+
+    async fn complete_staff_message(
+        &self,
+        id: i64,
+        sent: &[OutboundMessage],
+    ) -> Result<bool, StoreError> {
+        let args = json!({ "p_id": id, "p_outbound": sent });
+        let answer: Completed = self.call("complete_staff_message", &args).await?;
+        Ok(answer.completed)
+    }
+
+    async fn refuse_staff_message(
+        &self,
+        id: i64,
+        reason: &str,
+        refused: bool,
+    ) -> Result<bool, StoreError> {
+        let args = json!({ "p_id": id, "p_reason": reason, "p_refused": refused });
+        self.call("refuse_staff_message", &args).await
+    }
+
+    async fn release_staff_message(
+        &self,
+        id: i64,
+        reason: &str,
+        delay: Duration,
+    ) -> Result<bool, StoreError> {
+        let args = json!({
+            "p_id": id,
+            "p_reason": reason,
+            "p_retry_in_seconds": delay_seconds(delay, 0),
+        });
+        self.call("release_staff_message", &args).await
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PausedUntil {
+    paused_until: DateTime<Utc>,
+}
+
+#[derive(serde::Deserialize)]
+struct Completed {
+    completed: bool,
+}
+
+/// The longest pause the store takes, in minutes (a year).
+const MAX_PAUSE_MINUTES: u32 = 525_600;
+
+/// A pause in whole minutes the store takes: at least one, at most a year.
+fn pause_minutes(minutes: u32) -> u32 {
+    minutes.clamp(1, MAX_PAUSE_MINUTES)
 }
 
 #[cfg(test)]

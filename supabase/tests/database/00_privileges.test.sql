@@ -40,7 +40,9 @@ select set_has(
   $$values ('public.chat_sessions'), ('public.chat_history'), ('public.whatsapp_messages'),
            ('public.form_submissions'), ('public.unprocessed_webhook_events'),
            ('public.chat_session_overview'), ('public.whatsapp_messages_id_seq'),
-           ('public.unprocessed_webhook_events_id_seq')$$,
+           ('public.unprocessed_webhook_events_id_seq'), ('public.conversation_events'), ('public.staff_messages'),
+           ('public.bridge_settings'), ('public.conversation_transcript'), ('public.needs_attention'),
+           ('public.staff_messages_id_seq'), ('public.conversation_events_id_seq')$$,
   'the catalog lists our tables, view and sequences');
 select set_has(
   $$select p.proname::text from our_functions f join pg_proc p on p.oid = f.oid$$,
@@ -48,7 +50,9 @@ select set_has(
            ('complete_turn'), ('fail_turn'), ('record_delivery_statuses'), ('save_turn_replies'),
            ('record_sent_reply'), ('set_opt_out'), ('complete_form_submission'), ('fail_form_submission'),
            ('record_webhook'), ('skip_form_submission'), ('defer_form_submission'), ('sweep_stranded_work'),
-           ('retry_failed')$$,
+           ('retry_failed'), ('pause_conversation'), ('resume_conversation'), ('record_human_request'),
+           ('hold_turn'), ('claim_staff_message'), ('complete_staff_message'), ('refuse_staff_message'),
+           ('release_staff_message'), ('record_business_echoes')$$,
   'the catalog lists our functions');
 
 -- Tables ---------------------------------------------------------------------------------------------

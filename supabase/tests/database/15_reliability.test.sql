@@ -291,7 +291,7 @@ select is((select r->'turns' from res where step = 'sw_limit'), '["525500000201"
 select is((select r->'submissions' from res where step = 'sw_limit'),
   jsonb_build_array(jsonb_build_object('submission_id', (select id from t where name = 'l'), 'customer_key', '525500000305')),
   'and the oldest queued submission');
-select is((select r->'gave_up' from res where step = 'sw_limit'), '{"messages": 0, "submissions": 0}'::jsonb,
+select is((select r->'gave_up' from res where step = 'sw_limit'), '{"messages": 0, "submissions": 0, "staff_messages": 0}'::jsonb,
   'nothing is old enough to give up');
 
 insert into res values ('sw1', public.sweep_stranded_work());
@@ -300,7 +300,7 @@ select is((select r->'turns' from res where step = 'sw1'), '["525500000203"]'::j
 select is((select r->'submissions' from res where step = 'sw1'),
   jsonb_build_array(jsonb_build_object('submission_id', (select id from t where name = 'h'), 'customer_key', '525500000301')),
   'and the submission queued and never started');
-select is((select r->'gave_up' from res where step = 'sw1'), '{"messages": 0, "submissions": 0}'::jsonb,
+select is((select r->'gave_up' from res where step = 'sw1'), '{"messages": 0, "submissions": 0, "staff_messages": 0}'::jsonb,
   'nothing given up');
 select results_eq(
   $$select customer_key::text, sweep_after from public.chat_sessions where sweep_after is not null order by customer_key$$,
@@ -325,7 +325,7 @@ select results_eq(
 
 -- Right after, nothing again.
 select is(public.sweep_stranded_work(),
-  '{"turns": [], "submissions": [], "gave_up": {"messages": 0, "submissions": 0}}'::jsonb,
+  '{"turns": [], "submissions": [], "staff_messages": [], "pauses_expired": 0, "gave_up": {"messages": 0, "submissions": 0, "staff_messages": 0}}'::jsonb,
   'a second sweep right after picks nothing');
 
 -- Time passes for the rest: each is picked when its time comes.
@@ -384,12 +384,12 @@ insert into res values ('old_form', public.record_form_submission('idem-old-1', 
 update public.form_submissions set created_at = now() - interval '25 hours', updated_at = now() - interval '25 hours'
 where idempotency_key = 'idem-old-1';
 
-select is((public.sweep_stranded_work(60, 48))->'gave_up', '{"messages": 0, "submissions": 0}'::jsonb,
+select is((public.sweep_stranded_work(60, 48))->'gave_up', '{"messages": 0, "submissions": 0, "staff_messages": 0}'::jsonb,
   'within p_give_up_hours nothing is given up');
 update public.chat_sessions set sweep_after = null;
 update public.form_submissions set sweep_after = null;
 insert into res values ('gu', public.sweep_stranded_work(60, 24));
-select is((select r->'gave_up' from res where step = 'gu'), '{"messages": 2, "submissions": 1}'::jsonb,
+select is((select r->'gave_up' from res where step = 'gu'), '{"messages": 2, "submissions": 1, "staff_messages": 0}'::jsonb,
   'after 24 hours: two messages and one submission given up');
 select results_eq(
   $$select wamid, state, failure_reason, turn_id from public.whatsapp_messages where direction = 'inbound' order by wamid$$,
@@ -441,7 +441,7 @@ select is((select state from public.whatsapp_messages where wamid = 'wamid.RF2')
 select is(public.retry_failed(), '{"messages": 0, "submissions": 0}'::jsonb, 'a repeat puts back nothing');
 
 insert into res values ('rf_sweep', public.sweep_stranded_work());
-select is((select r->'gave_up' from res where step = 'rf_sweep'), '{"messages": 0, "submissions": 0}'::jsonb,
+select is((select r->'gave_up' from res where step = 'rf_sweep'), '{"messages": 0, "submissions": 0, "staff_messages": 0}'::jsonb,
   'messages put back are not given up again at once, however old');
 select is((select jsonb_agg(k order by k) from jsonb_array_elements_text((select r->'turns' from res where step = 'rf_sweep')) k),
   '["525500000401", "525500000403", "525500000405"]'::jsonb,

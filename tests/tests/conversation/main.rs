@@ -6,4 +6,5 @@ mod faults;
 mod people_and_windows;
 mod redelivery;
 mod scenarios;
+mod staff;
 mod support;

@@ -98,7 +98,10 @@ async fn while_a_person_has_taken_over_messages_are_stored_and_not_answered() {
     let state = bridge
         .db_value("select state from whatsapp_messages where customer_key = $1")
         .await;
-    assert_eq!(state, "answered", "handled by the person, not waiting");
+    assert_eq!(
+        state, "held",
+        "kept for the agent to hear of after the pause, not waiting for a turn"
+    );
 }
 
 #[tokio::test]

@@ -63,6 +63,14 @@ fn sample(name: &str) -> Option<&'static str> {
         "FORM_LOGO_URL" => "https://www.example.com/logo.png",
         "FORM_CONSENT_TEXT" => "Acepto que {business} me escriba por WhatsApp.",
         "FORM_WHATSAPP_NUMBER" => "5215512345678",
+        "STAFF_WEBHOOK_SECRET" => "a-staff-secret-of-at-least-32-characters",
+        "STAFF_ALERT_TOPIC_ARN" => "arn:aws:sns:us-east-1:123456789012:staff-alerts",
+        "STAFF_ALERT_WEBHOOK_URL" => "https://hooks.example.com/services/T000/B000/XXXX",
+        "SNS_ENDPOINT_URL" => "http://127.0.0.1:5000",
+        "REQUEST_HUMAN_REPLY" => "Te atiende una persona en breve.",
+        "PAUSE_DEFAULT_MINUTES" => "60",
+        "CONTEXT_CUSTOMER_MARKER" => "[Cliente]",
+        "CONTEXT_STAFF_MARKER" => "[Equipo]",
         "RUST_LOG" | "AWS_LAMBDA_LOG_LEVEL" => "info",
         _ => return None,
     })
@@ -195,6 +203,94 @@ fn the_conversation_worker_and_the_template_agree() {
     check("conversation-worker", conversation_worker::SECRETS, |env| {
         conversation_worker::Config::from_env(env).map(drop)
     });
+}
+
+#[test]
+fn staff_inbound_and_the_template_agree() {
+    check("staff-inbound", staff_inbound::SECRETS, |env| {
+        staff_inbound::Config::from_env(env).map(drop)
+    });
+}
+
+/// staff-inbound answers the Database Webhook's and the agent's functions' routes, may publish
+/// to the staff alert topic only, and the topic mails `StaffAlertEmail` when it is set.
+#[test]
+fn staff_inbound_has_its_routes_and_publishes_to_the_staff_topic_only() {
+    let template: Value = serde_yaml::from_str(TEMPLATE).unwrap();
+    let function = &template["Resources"]["StaffInboundFunction"]["Properties"];
+    let routes: BTreeSet<(String, String)> = function["Events"]
+        .as_mapping()
+        .expect("staff-inbound's events")
+        .values()
+        .map(|event| {
+            assert_eq!(event["Type"].as_str(), Some("HttpApi"));
+            let properties = &event["Properties"];
+            (
+                properties["Method"].as_str().unwrap().to_owned(),
+                properties["Path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        BTreeSet::from([
+            (
+                "POST".to_owned(),
+                shared::ingress::staff::STAFF_PATH.to_owned()
+            ),
+            (
+                "POST".to_owned(),
+                format!("{}{{name}}", shared::ingress::staff::FUNCTIONS_PATH)
+            ),
+        ])
+    );
+    let policies = serde_yaml::to_string(&function["Policies"]).unwrap();
+    let publish: Vec<Value> = serde_yaml::from_value::<Vec<Value>>(function["Policies"].clone())
+        .unwrap()
+        .iter()
+        .flat_map(|policy| {
+            policy["Statement"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|statement| serde_yaml::to_string(statement).unwrap().contains("sns:"))
+        .collect();
+    let [statement] = publish.as_slice() else {
+        panic!("one statement about SNS: {policies}");
+    };
+    assert_eq!(statement["Action"].as_str(), Some("sns:Publish"));
+    assert!(
+        matches!(&statement["Resource"], Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some("StaffAlertTopic")),
+        "{policies}"
+    );
+    let topic = serde_yaml::to_string(&template["Resources"]["StaffAlertTopic"]).unwrap();
+    assert!(
+        topic.contains("HasStaffAlertEmail")
+            && topic.contains("StaffAlertEmail")
+            && topic.contains("email"),
+        "{topic}"
+    );
+    assert_eq!(
+        template["Parameters"]["StaffAlertEmail"]["Default"].as_str(),
+        Some("")
+    );
+    let variables = &function["Environment"]["Variables"];
+    for (name, parameter) in [
+        ("STAFF_ALERT_WEBHOOK_URL", "StaffAlertWebhookUrl"),
+        ("REQUEST_HUMAN_REPLY", "RequestHumanReply"),
+        ("PAUSE_DEFAULT_MINUTES", "PauseDefaultMinutes"),
+    ] {
+        assert!(
+            matches!(&variables[name], Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(parameter)),
+            "{name}: {:?}",
+            variables[name]
+        );
+        assert!(
+            template["Parameters"].get(parameter).is_some(),
+            "{parameter}"
+        );
+    }
 }
 
 /// The hosted form's configuration (`BrowserFormConfig`) gets every variable it reads from
@@ -381,5 +477,5 @@ fn no_secret_is_resolved_into_an_environment_and_each_role_reads_the_one_secret(
             "{name}: a broader managed policy: {text}"
         );
     }
-    assert_eq!(functions, 3);
+    assert_eq!(functions, 4);
 }

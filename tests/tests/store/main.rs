@@ -6,6 +6,7 @@ mod errors;
 mod lookup;
 mod outreach;
 mod privileges;
+mod staff;
 mod steps;
 mod support;
 mod sweep;

@@ -11,10 +11,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::message::message_event;
-use super::payload::{Change, Lenient, MetaError, Phone, UserPreference, WebhookPayload, mask};
+use super::payload::{
+    Change, Lenient, MessageEcho, MetaError, Phone, UserPreference, WebhookPayload, mask,
+};
 use super::status::status_event;
 use super::storable;
-use crate::domain::{CustomerKey, DeliveryUpdate, InboundMessage};
+use crate::domain::{CustomerKey, DeliveryUpdate, InboundMessage, MessageId};
 
 /// The `object` of every WhatsApp Business Account notification.
 pub const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
@@ -24,6 +26,12 @@ pub const MESSAGES_FIELD: &str = "messages";
 
 /// The change `field` that says a user stopped or resumed the business's marketing messages.
 pub const USER_PREFERENCES_FIELD: &str = "user_preferences";
+
+/// The change `field` of the messages staff sent from the WhatsApp Business app on our number.
+pub const ECHOES_FIELD: &str = "smb_message_echoes";
+
+/// Echo types that change an earlier message instead of saying something new.
+const ECHOES_NOT_SAID: [&str; 2] = ["revoke", "edit"];
 
 /// The only `category` of a user preference Meta documents.
 const MARKETING_MESSAGES: &str = "marketing_messages";
@@ -38,6 +46,8 @@ pub enum WebhookEvent {
     Status(StatusEvent),
     /// A user told WhatsApp to stop or to resume the business's marketing messages.
     MarketingPreference(PreferenceEvent),
+    /// Staff wrote to a customer from the WhatsApp Business app on our number.
+    Echo(EchoEvent),
     /// An error Meta reported, or an element that could not be read.
     Error(WebhookError),
     /// Something valid the bridge does not act on, kept for inspection.
@@ -69,6 +79,37 @@ pub struct PreferenceEvent {
     pub phone_number_id: Option<String>,
     /// The element as Meta sent it.
     pub raw: Value,
+}
+
+/// A message staff sent from the WhatsApp Business app (`smb_message_echoes`): recorded as the
+/// staff's, and it pauses the agent. `Debug` masks the customer and leaves the text out.
+#[derive(Clone, PartialEq)]
+pub struct EchoEvent {
+    pub wamid: MessageId,
+    /// The customer written to (the echo's `to`).
+    pub customer_key: CustomerKey,
+    /// The customer's WhatsApp id, when the store keeps it.
+    pub wa_id: Option<String>,
+    pub message_type: String,
+    /// What staff wrote: a text's body, a media caption.
+    pub body: Option<String>,
+    pub sent_at: DateTime<Utc>,
+    /// The business number the echo is about.
+    pub phone_number_id: Option<String>,
+    /// The element as Meta sent it.
+    pub raw: Value,
+}
+
+impl fmt::Debug for EchoEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EchoEvent")
+            .field("wamid", &self.wamid.as_str())
+            .field("customer_key", &self.customer_key.masked())
+            .field("message_type", &self.message_type)
+            .field("sent_at", &self.sent_at)
+            .field("phone_number_id", &self.phone_number_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the user chose for the business's marketing messages.
@@ -116,6 +157,7 @@ impl fmt::Debug for WebhookEvent {
                 .debug_tuple("MarketingPreference")
                 .field(preference)
                 .finish(),
+            Self::Echo(echo) => f.debug_tuple("Echo").field(echo).finish(),
             Self::Error(error) => f.debug_tuple("Error").field(error).finish(),
             Self::Ignored { reason, .. } => f
                 .debug_struct("Ignored")
@@ -194,7 +236,10 @@ pub fn events(payload: &WebhookPayload) -> Vec<WebhookEvent> {
 
 /// Whether the bridge reads changes of this `field`.
 fn is_read(field: Option<&str>) -> bool {
-    matches!(field, Some(MESSAGES_FIELD | USER_PREFERENCES_FIELD))
+    matches!(
+        field,
+        Some(MESSAGES_FIELD | USER_PREFERENCES_FIELD | ECHOES_FIELD)
+    )
 }
 
 fn change_events(change: &Lenient<Change>, events: &mut Vec<WebhookEvent>) {
@@ -248,6 +293,18 @@ fn change_events(change: &Lenient<Change>, events: &mut Vec<WebhookEvent>) {
         }
         for preference in &value.user_preferences {
             events.push(preference_event(preference, phone_number_id));
+        }
+        return;
+    }
+    if field == Some(ECHOES_FIELD) {
+        if value.message_echoes.is_empty() {
+            events.push(WebhookEvent::Ignored {
+                reason: "a `smb_message_echoes` change with no echoes".to_owned(),
+                raw: change.raw.clone(),
+            });
+        }
+        for echo in &value.message_echoes {
+            events.push(echo_event(echo, phone_number_id));
         }
         return;
     }
@@ -351,6 +408,69 @@ fn preference_event(
         at,
         phone_number_id: phone_number_id.map(str::to_owned),
         raw: preference.raw.clone(),
+    })
+}
+
+/// A message staff sent from the business app: to whom (the echo's `to`, with or without `+`),
+/// what, and when. A revoke or an edit of an earlier message says nothing new: ignored.
+fn echo_event(echo: &Lenient<MessageEcho>, phone_number_id: Option<&str>) -> WebhookEvent {
+    let unreadable = |reason: String| WebhookEvent::unreadable(phone_number_id, reason, &echo.raw);
+    let parsed = match &echo.parsed {
+        Ok(parsed) => parsed,
+        Err(reason) => return unreadable(format!("an echo could not be read: {reason}")),
+    };
+    let wamid = match MessageId::parse(parsed.id.as_str()) {
+        Ok(wamid) => wamid,
+        Err(e) => return unreadable(e.to_string()),
+    };
+    let Some(sent_at) = parsed
+        .timestamp
+        .filter(|seconds| seconds.is_finite())
+        .and_then(|seconds| storable::time(seconds as i64))
+    else {
+        return unreadable(format!(
+            "echo {wamid}: its timestamp is not {}",
+            storable::TIME_RULE
+        ));
+    };
+    let message_type = parsed.content.message_type();
+    if ECHOES_NOT_SAID.contains(&message_type) {
+        return WebhookEvent::Ignored {
+            reason: format!(
+                "echo {wamid}: a {message_type:?} of an earlier message sent from the business app"
+            ),
+            raw: echo.raw.clone(),
+        };
+    }
+    if !storable::is_message_type(message_type) {
+        return unreadable(format!(
+            "echo {wamid}: type {message_type:?} is not one the store takes ({})",
+            storable::MESSAGE_TYPE_RULE
+        ));
+    }
+    let to = parsed
+        .to
+        .as_deref()
+        .map(|to| to.trim().trim_start_matches('+'));
+    let Some((to, customer_key)) =
+        to.and_then(|to| Some((to, CustomerKey::from_whatsapp_id(to).ok()?)))
+    else {
+        return WebhookEvent::Ignored {
+            reason: format!(
+                "echo {wamid}: no valid `to` (a WhatsApp number) to know the customer by"
+            ),
+            raw: echo.raw.clone(),
+        };
+    };
+    WebhookEvent::Echo(EchoEvent {
+        wamid,
+        customer_key,
+        wa_id: storable::wa_id(&Phone(to.to_owned())),
+        message_type: message_type.to_owned(),
+        body: parsed.content.text().map(str::to_owned),
+        sent_at,
+        phone_number_id: phone_number_id.map(str::to_owned),
+        raw: echo.raw.clone(),
     })
 }
 
@@ -696,5 +816,107 @@ mod tests {
         assert!(!debug.contains("5512345678"), "{debug}");
         assert!(!debug.contains("512345678"), "{debug}");
         assert!(debug.contains("5678"), "{debug}");
+    }
+
+    /// An `smb_message_echoes` change to the test business number, with `echoes`.
+    fn echoes_change(echoes: Value) -> Value {
+        let mut change = messages_change(json!({ "message_echoes": echoes }));
+        change["field"] = json!(ECHOES_FIELD);
+        change
+    }
+
+    #[test]
+    fn metas_echo_example_is_a_staff_message_to_the_customer() {
+        let echo = json!({
+            "from": "15550783881",
+            "to": "+5215512345678",
+            "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=",
+            "timestamp": "1739321024",
+            "type": "text",
+            "text": { "body": "Hola Ana, soy Luis del equipo." }
+        });
+        let WebhookEvent::Echo(event) =
+            one_event(events_of(envelope(vec![echoes_change(json!([
+                echo.clone()
+            ]))])))
+        else {
+            panic!("expected one echo");
+        };
+        assert_eq!(
+            event,
+            EchoEvent {
+                wamid: MessageId::parse(
+                    "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA="
+                )
+                .unwrap(),
+                customer_key: CustomerKey::from_whatsapp_id("5215512345678").unwrap(),
+                wa_id: Some("5215512345678".to_owned()),
+                message_type: "text".to_owned(),
+                body: Some("Hola Ana, soy Luis del equipo.".to_owned()),
+                sent_at: at(1_739_321_024),
+                phone_number_id: Some("106540352242922".to_owned()),
+                raw: echo,
+            }
+        );
+        let debug = format!("{event:?}");
+        assert!(
+            !debug.contains("Luis") && !debug.contains("5512345678"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn echoes_take_a_numeric_timestamp_and_ignore_revokes_and_who_cannot_be_known() {
+        let echo = |id: &str, to: Value, fields: Value| {
+            let mut echo =
+                json!({ "from": "15550783881", "to": to, "id": id, "timestamp": 1739321024 });
+            for (key, value) in fields.as_object().unwrap() {
+                echo[key] = value.clone();
+            }
+            echo
+        };
+        let events = events_of(envelope(vec![
+            echoes_change(json!([
+                echo(
+                    "wamid.IMG",
+                    json!("5215512345678"),
+                    json!({ "type": "image", "image": { "id": "1", "caption": "La póliza" } })
+                ),
+                echo(
+                    "wamid.REVOKE",
+                    json!("5215512345678"),
+                    json!({ "type": "revoke", "revoke": { "original_message_id": "wamid.IMG" } })
+                ),
+                echo(
+                    "wamid.NOBODY",
+                    json!("ventas"),
+                    json!({ "type": "text", "text": { "body": "x" } })
+                ),
+                json!({ "id": "wamid.BROKEN", "type": "text" }),
+            ])),
+            echoes_change(json!([])),
+        ]));
+        let [
+            WebhookEvent::Echo(image),
+            WebhookEvent::Ignored {
+                reason: revoked, ..
+            },
+            WebhookEvent::Ignored { reason: nobody, .. },
+            WebhookEvent::Error(broken),
+            WebhookEvent::Ignored { reason: empty, .. },
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!(image.message_type, "image");
+        assert_eq!(image.body.as_deref(), Some("La póliza"));
+        assert_eq!(image.sent_at, at(1_739_321_024));
+        assert!(revoked.contains("\"revoke\""), "{revoked}");
+        assert!(nobody.contains("`to`"), "{nobody}");
+        assert!(
+            matches!(&broken.cause, WebhookErrorCause::Unreadable(why) if why.contains("echo")),
+            "{broken:?}"
+        );
+        assert!(empty.contains("no echoes"), "{empty}");
     }
 }

@@ -16,16 +16,16 @@ mod status;
 mod storable;
 
 pub use events::{
-    MESSAGES_FIELD, MarketingPreference, PreferenceEvent, StatusEvent, USER_PREFERENCES_FIELD,
-    WHATSAPP_OBJECT, WebhookError, WebhookErrorCause, WebhookEvent, events,
+    ECHOES_FIELD, EchoEvent, MESSAGES_FIELD, MarketingPreference, PreferenceEvent, StatusEvent,
+    USER_PREFERENCES_FIELD, WHATSAPP_OBJECT, WebhookError, WebhookErrorCause, WebhookEvent, events,
 };
 pub use handshake::{SubscriptionError, SubscriptionQuery, verify_subscription};
 pub use payload::{
     Button, Change, ChangeValue, Contact, ContactCard, ContactEmail, ContactName, ContactOrg,
     ContactPhone, ContactUrl, Conversation, Entry, ErrorData, FlowReply, Interactive, Lenient,
-    Location, Media, Message, MessageContent, MessageContext, MetaError, Metadata, Order, Phone,
-    Pricing, ProductItem, Profile, Reaction, ReplyChoice, Status, System, Text, Unsupported,
-    UserPreference, WebhookPayload,
+    Location, Media, Message, MessageContent, MessageContext, MessageEcho, MetaError, Metadata,
+    Order, Phone, Pricing, ProductItem, Profile, Reaction, ReplyChoice, Status, System, Text,
+    Unsupported, UserPreference, WebhookPayload,
 };
 pub use signature::{SIGNATURE_HEADER, SignatureError, verify_signature};
 pub use storable::{nul_free, nul_free_json};

@@ -73,6 +73,28 @@ pub struct ChangeValue {
     /// In a `user_preferences` change: users who stopped or resumed marketing messages.
     #[serde(default)]
     pub user_preferences: Vec<Lenient<UserPreference>>,
+    /// In a `smb_message_echoes` change: messages staff sent from the WhatsApp Business app (or
+    /// a device linked to it) on the same number.
+    #[serde(default)]
+    pub message_echoes: Vec<Lenient<MessageEcho>>,
+}
+
+/// A message the business sent from the WhatsApp Business app on a number it shares with the
+/// Cloud API (coexistence): Meta's `smb_message_echoes` webhook.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MessageEcho {
+    /// The wamid of the message sent.
+    pub id: String,
+    /// Unix seconds: a string in Meta's example, an integer in its table; both are read.
+    #[serde(default, deserialize_with = "number_or_numeric_string")]
+    pub timestamp: Option<f64>,
+    /// The business's display number.
+    pub from: Option<String>,
+    /// The customer's number, as the business app addressed it (perhaps with a `+`).
+    pub to: Option<String>,
+    /// The `type` and the object named after it, as in a customer's message.
+    #[serde(flatten)]
+    pub content: MessageContent,
 }
 
 /// The business number the change is about.
