@@ -34,6 +34,7 @@ use shared::config::{
 };
 use shared::engine::BridgeEngine;
 use shared::ingress::form::{BrowserForms, FormIntake};
+use shared::ingress::retell::RETELL_PATH;
 use shared::ingress::staff::{FUNCTIONS_PATH, STAFF_PATH, StaffDoor};
 use shared::ingress::whatsapp::WhatsAppWebhook;
 use shared::ingress::{Response as DoorResponse, SourceIp};
@@ -141,8 +142,14 @@ impl DevBridge {
             );
             env.insert("RETELL_AGENT_ID".into(), config.agent_id.clone());
             env.insert("RETELL_BASE_URL".into(), config.base_url.clone());
+            // Its chat webhooks (chat_ended, chat_analyzed) go to this server's POST /retell,
+            // signed with its key, as Retell's go to the deployment's.
+            let port = env.get("DEV_PORT").map_or("3000", |port| port.trim());
+            let webhook_url = format!("http://127.0.0.1:{port}{RETELL_PATH}");
+            standin.send_webhooks_to(&webhook_url, crate::retell_standin::API_KEY);
             summary.push(format!(
-                "agent: SANDBOX Retell stand-in at {} (replies name their chat and turn)",
+                "agent: SANDBOX Retell stand-in at {} (replies name their chat and turn; \
+                 its chat webhooks to {webhook_url} when a chat ends)",
                 config.base_url
             ));
             Some(Arc::new(standin))
@@ -253,7 +260,8 @@ impl DevBridge {
         let staff_config = StaffConfig::from_env(&env)?;
         summary.push(
             "staff: POST /staff (the Database Webhook, STAFF_WEBHOOK_SECRET) and \
-             POST /retell/functions/request_human (alerts in this log); make chat plays the staff (/help)"
+             POST /retell/functions/request_human (alerts in this log), POST /retell (Retell's \
+             chat webhooks); make chat plays the staff (/help)"
                 .into(),
         );
         // The production schedule (2 s, 10 s, 30 s, …), as the worker sets it on SQS.
@@ -316,6 +324,7 @@ impl DevBridge {
             .route("/form", any(form_door).layer(cors))
             .route(STAFF_PATH, any(staff_door))
             .route(&format!("{FUNCTIONS_PATH}{{name}}"), any(staff_door))
+            .route(RETELL_PATH, any(staff_door))
             .route("/sandbox/outbox", get(outbox))
             .route("/sandbox/staff", post(sandbox_staff))
             .route("/sandbox/pause", post(sandbox_pause))

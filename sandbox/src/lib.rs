@@ -47,6 +47,7 @@ pub fn worker_config(
         retell,
         whatsapp,
         engine: EngineConfig::from_env(&Env::default()).expect("the engine's defaults are valid"),
+        outcome_hook: None,
     }
 }
 

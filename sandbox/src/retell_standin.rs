@@ -67,6 +67,9 @@ pub struct StandInChat {
     start_ms: i64,
     end_ms: Option<i64>,
     last_activity: Instant,
+    /// What Retell adds once it has analysed an ended chat (`chat_analysis`,
+    /// `collected_dynamic_variables`): set by [`RetellStandIn::set_analysis`].
+    analysed: serde_json::Map<String, Value>,
 }
 
 impl StandInChat {
@@ -98,6 +101,9 @@ impl StandInChat {
         if let Some(metadata) = &self.metadata {
             chat["metadata"] = metadata.clone();
         }
+        for (name, value) in &self.analysed {
+            chat[name] = value.clone();
+        }
         chat
     }
 }
@@ -125,6 +131,15 @@ struct RetellState {
     scripted_replies: VecDeque<Vec<String>>,
     end_after_silence: Option<Duration>,
     label_replies: bool,
+    /// Where chat webhooks go when a chat ends: [`RetellStandIn::send_webhooks_to`].
+    webhooks: Option<WebhookTarget>,
+}
+
+/// A webhook URL and the key its deliveries are signed with.
+#[derive(Debug, Clone)]
+struct WebhookTarget {
+    url: String,
+    key: String,
 }
 
 type Shared = Arc<Mutex<RetellState>>;
@@ -215,12 +230,44 @@ impl RetellStandIn {
         lock(&self.state).label_replies = true;
     }
 
+    /// From now on, when a chat ends (here, by end-chat, or after silence), POST Retell's
+    /// `chat_ended` and then `chat_analyzed` (a summary made from the transcript, unless
+    /// [`RetellStandIn::set_analysis`] gave one) to `url`, signed with `key` as Retell signs
+    /// (`x-retell-signature: v=<ms>,d=<hex HMAC-SHA256(key, body ++ ms)>`), on a background
+    /// task.
+    pub fn send_webhooks_to(&self, url: &str, key: &str) {
+        lock(&self.state).webhooks = Some(WebhookTarget {
+            url: url.to_owned(),
+            key: key.to_owned(),
+        });
+    }
+
     /// Ends a chat as Retell would (idle timeout, end tool).
     pub fn end(&self, chat_id: &str) {
-        if let Some(chat) = lock(&self.state).chats.get_mut(chat_id) {
+        let mut state = lock(&self.state);
+        let RetellState {
+            chats, webhooks, ..
+        } = &mut *state;
+        if let Some(chat) = chats.get_mut(chat_id) {
+            let was_ongoing = chat.status == ChatStatus::Ongoing;
             chat.status = ChatStatus::Ended;
             chat.end_ms = Some(now_ms());
+            if was_ongoing {
+                announce_end(webhooks.as_ref(), chat);
+            }
         }
+    }
+
+    /// Ends a chat and gives it Retell's post-chat analysis (`chat_analysis`) and what the agent
+    /// collected (`collected_dynamic_variables`), as get-chat then returns them.
+    pub fn set_analysis(&self, chat_id: &str, analysis: Value, collected: Value) {
+        // The analysis first: the webhooks sent as the chat ends carry it.
+        if let Some(chat) = lock(&self.state).chats.get_mut(chat_id) {
+            chat.analysed.insert("chat_analysis".into(), analysis);
+            chat.analysed
+                .insert("collected_dynamic_variables".into(), collected);
+        }
+        self.end(chat_id);
     }
 
     pub fn chat(&self, chat_id: &str) -> Option<StandInChat> {
@@ -264,6 +311,102 @@ fn expire_silent_chats(state: &mut RetellState) {
         if chat.status == ChatStatus::Ongoing && chat.last_activity.elapsed() >= silence {
             chat.status = ChatStatus::Ended;
             chat.end_ms = Some(now_ms());
+            announce_end(state.webhooks.as_ref(), chat);
+        }
+    }
+}
+
+/// Sends the ended chat's webhooks, when a target is set, on a background task.
+fn announce_end(target: Option<&WebhookTarget>, chat: &StandInChat) {
+    let Some(target) = target.cloned() else {
+        return;
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(chat_id = %chat.chat_id, "no runtime to send the chat's webhooks from");
+        return;
+    };
+    runtime.spawn(send_chat_webhooks(target, chat.to_json()));
+}
+
+/// `chat_ended` (the chat without its analysis), then `chat_analyzed` (with it), in order.
+async fn send_chat_webhooks(target: WebhookTarget, mut chat: Value) {
+    let analysis = chat
+        .as_object_mut()
+        .and_then(|chat| chat.remove("chat_analysis"))
+        .unwrap_or_else(|| summarise(&chat));
+    let collected = chat
+        .as_object_mut()
+        .and_then(|chat| chat.remove("collected_dynamic_variables"))
+        .unwrap_or_else(|| json!({}));
+    let http = reqwest::Client::new();
+    post_webhook(
+        &http,
+        &target,
+        &json!({ "event": "chat_ended", "chat": chat }),
+    )
+    .await;
+    chat["chat_analysis"] = analysis;
+    chat["collected_dynamic_variables"] = collected;
+    post_webhook(
+        &http,
+        &target,
+        &json!({ "event": "chat_analyzed", "chat": chat }),
+    )
+    .await;
+}
+
+/// The stand-in's post-chat analysis: how many messages, and what the customer said last.
+fn summarise(chat: &Value) -> Value {
+    let messages = chat["message_with_tool_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let said: Vec<&str> = messages
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    let summary = match said.last() {
+        Some(last) => format!(
+            "Conversación de {} mensajes; el cliente escribió {} y por último: «{last}».",
+            messages.len(),
+            said.len()
+        ),
+        None => format!(
+            "Conversación de {} mensajes; el cliente no escribió.",
+            messages.len()
+        ),
+    };
+    json!({
+        "chat_summary": summary,
+        "user_sentiment": if said.is_empty() { "Unknown" } else { "Neutral" },
+        "chat_successful": !said.is_empty(),
+        "custom_analysis_data": { "customer_messages": said.len() },
+    })
+}
+
+async fn post_webhook(http: &reqwest::Client, target: &WebhookTarget, payload: &Value) {
+    let body = payload.to_string();
+    let at = now_ms().to_string();
+    let digest = shared::signature::hmac_sha256_hex(
+        target.key.as_bytes(),
+        &[body.as_bytes(), at.as_bytes()],
+    );
+    let sent = http
+        .post(&target.url)
+        .header("content-type", "application/json")
+        .header("x-retell-signature", format!("v={at},d={digest}"))
+        .timeout(Duration::from_secs(10))
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(answer) if answer.status().is_success() => {}
+        Ok(answer) => {
+            tracing::warn!(status = %answer.status(), event = %payload["event"], "the stand-in's webhook was refused")
+        }
+        Err(error) => {
+            tracing::warn!(%error, event = %payload["event"], "the stand-in's webhook was not delivered")
         }
     }
 }
@@ -430,6 +573,7 @@ async fn create_chat(State(state): State<Shared>, headers: HeaderMap, body: Byte
             start_ms: now_ms(),
             end_ms: None,
             last_activity: Instant::now(),
+            analysed: serde_json::Map::new(),
         };
         state.chats.insert(chat.chat_id.clone(), chat.clone());
         chat
@@ -545,10 +689,20 @@ async fn end_chat(
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
-    let found = lock(&state).chats.get_mut(&chat_id).map(|chat| {
-        chat.status = ChatStatus::Ended;
-        chat.end_ms.get_or_insert_with(now_ms);
-    });
+    let found = {
+        let mut state = lock(&state);
+        let RetellState {
+            chats, webhooks, ..
+        } = &mut *state;
+        chats.get_mut(&chat_id).map(|chat| {
+            let was_ongoing = chat.status == ChatStatus::Ongoing;
+            chat.status = ChatStatus::Ended;
+            chat.end_ms.get_or_insert_with(now_ms);
+            if was_ongoing {
+                announce_end(webhooks.as_ref(), chat);
+            }
+        })
+    };
     match found {
         Some(()) => answer(delay, StatusCode::NO_CONTENT.into_response()).await,
         None => error(

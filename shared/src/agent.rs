@@ -34,6 +34,36 @@ pub struct Chat {
     pub metadata: Option<serde_json::Value>,
     #[serde(default, rename = "retell_llm_dynamic_variables")]
     pub dynamic_variables: BTreeMap<String, String>,
+    /// What the agent gathered during the chat (only once it has ended). Retell's older spec
+    /// typed the values as anything, so they are kept as JSON.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub collected_dynamic_variables: BTreeMap<String, serde_json::Value>,
+    /// Retell's post-chat analysis (only once it has ended and been analysed).
+    #[serde(default)]
+    pub chat_analysis: Option<ChatAnalysis>,
+}
+
+impl Chat {
+    /// The analysis's summary, when Retell has analysed the chat and it is not blank.
+    pub fn summary(&self) -> Option<&str> {
+        self.chat_analysis
+            .as_ref()?
+            .chat_summary
+            .as_deref()
+            .map(str::trim)
+            .filter(|summary| !summary.is_empty())
+    }
+}
+
+/// Retell's post-chat analysis (`ChatAnalysis` in its API): every field optional.
+pub use crate::domain::ChatAnalysis;
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// One message of a chat. Roles other than `agent` and `user` (tool calls, node transitions,

@@ -30,6 +30,8 @@ pub struct WorkerConfig {
     pub retell: RetellConfig,
     pub whatsapp: WhatsAppConfig,
     pub engine: EngineConfig,
+    /// Where each analysed chat's outcome is POSTed, when the business wants them.
+    pub outcome_hook: Option<OutcomeHookConfig>,
 }
 
 impl WorkerConfig {
@@ -39,7 +41,47 @@ impl WorkerConfig {
             retell: RetellConfig::from_env(env)?,
             whatsapp: WhatsAppConfig::from_env(env)?,
             engine: EngineConfig::from_env(env)?,
+            outcome_hook: OutcomeHookConfig::from_env(env)?,
         })
+    }
+}
+
+/// The business's outcome hook ([`crate::outcome::OutcomeHook`]): `OUTCOME_WEBHOOK_URL` and
+/// `OUTCOME_WEBHOOK_SECRET`, both set or neither.
+#[derive(Debug, Clone)]
+pub struct OutcomeHookConfig {
+    pub url: Url,
+    /// Signs each POST (`X-Bridge-Signature`); at least [`Self::MIN_SECRET_CHARS`] characters.
+    pub secret: SecretString,
+}
+
+impl OutcomeHookConfig {
+    pub const MIN_SECRET_CHARS: usize = 32;
+
+    /// `None` when neither variable is set; one without the other is an error.
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let url = env.url("OUTCOME_WEBHOOK_URL")?;
+        let secret = env.optional("OUTCOME_WEBHOOK_SECRET");
+        let (url, secret) = match (url, secret) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => return Err(ConfigError::Missing("OUTCOME_WEBHOOK_SECRET")),
+            (None, Some(_)) => return Err(ConfigError::Missing("OUTCOME_WEBHOOK_URL")),
+            (Some(url), Some(secret)) => (url, secret),
+        };
+        let chars = secret.chars().count();
+        if chars < Self::MIN_SECRET_CHARS {
+            return Err(ConfigError::Malformed {
+                name: "OUTCOME_WEBHOOK_SECRET",
+                reason: format!(
+                    "it has {chars} characters; give at least {} (openssl rand -hex 32)",
+                    Self::MIN_SECRET_CHARS
+                ),
+            });
+        }
+        Ok(Some(Self {
+            url,
+            secret: SecretString::from(secret.to_owned()),
+        }))
     }
 }
 
@@ -576,6 +618,12 @@ pub struct StaffConfig {
     /// What Retell signs its function calls with (`RETELL_API_KEY`, the key with the webhook
     /// badge).
     pub retell_api_key: SecretString,
+    /// What Retell signs its chat webhooks (`POST /retell`) with (`RETELL_WEBHOOK_API_KEY`,
+    /// the key with the webhook badge when it is not `RETELL_API_KEY`); unset: `RETELL_API_KEY`.
+    pub retell_webhook_api_key: Option<SecretString>,
+    /// Whether the business's outcome hook is configured (`OUTCOME_WEBHOOK_URL`): an analysed
+    /// chat is queued for it only then.
+    pub outcome_hook: bool,
     /// The SNS topic staff alerts go to (`STAFF_ALERT_TOPIC_ARN`); none: no SNS alert.
     pub alert_topic_arn: Option<String>,
     /// An SNS-compatible endpoint for local runs (`SNS_ENDPOINT_URL`).
@@ -638,6 +686,10 @@ impl StaffConfig {
         Ok(Self {
             webhook_secret,
             retell_api_key: env.secret("RETELL_API_KEY")?,
+            retell_webhook_api_key: env
+                .optional("RETELL_WEBHOOK_API_KEY")
+                .map(|key| SecretString::from(key.to_owned())),
+            outcome_hook: env.url("OUTCOME_WEBHOOK_URL")?.is_some(),
             alert_topic_arn,
             sns_endpoint_url: env.url("SNS_ENDPOINT_URL")?,
             alert_webhook_url: env.url("STAFF_ALERT_WEBHOOK_URL")?,
@@ -821,6 +873,35 @@ mod tests {
 
     /// A form secret of 32 characters, the shortest accepted.
     const FORM_SECRET: &str = "hunter2-very-secret-of-32-chars!";
+
+    #[test]
+    fn the_outcome_hook_needs_its_url_and_a_long_secret_together() {
+        let secret = "s".repeat(32);
+        let read = |pairs: &[(&str, &str)]| {
+            OutcomeHookConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
+        };
+        assert!(read(&[]).unwrap().is_none());
+        let url = ("OUTCOME_WEBHOOK_URL", "https://crm.example.com/hook");
+        let hook = read(&[url, ("OUTCOME_WEBHOOK_SECRET", &secret)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(hook.url.as_str(), "https://crm.example.com/hook");
+        assert_eq!(
+            read(&[url]).unwrap_err(),
+            ConfigError::Missing("OUTCOME_WEBHOOK_SECRET")
+        );
+        assert_eq!(
+            read(&[("OUTCOME_WEBHOOK_SECRET", &secret)]).unwrap_err(),
+            ConfigError::Missing("OUTCOME_WEBHOOK_URL")
+        );
+        assert!(matches!(
+            read(&[url, ("OUTCOME_WEBHOOK_SECRET", &secret[1..])]),
+            Err(ConfigError::Malformed {
+                name: "OUTCOME_WEBHOOK_SECRET",
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn secrets_never_print() {

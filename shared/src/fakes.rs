@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use crate::bot_check::{BotCheck, BotCheckError, Challenge, Expected};
 use crate::domain::{
-    BrowserRecording, ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
-    FormSubmission, InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits,
-    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StaffClaim,
-    StoredSubmission, StrandedWork, SubmissionId, SubmissionStatus, TurnClaim, TurnCompletion,
-    TurnFailure, TurnId, TurnRetry, WebhookContent,
+    BrowserRecording, ChatAttachment, ChatEvent, ChatEventRecorded, ChatId, CustomerKey,
+    DeliveryOutcome, DeliveryUpdate, FormSubmission, InboundMessage, OutboundMessage,
+    OutcomeReason, OutreachLimits, RecordedMessage, RecordedSubmission, RecordedWebhook, Session,
+    SourceLimit, StaffClaim, StoredSubmission, StrandedWork, SubmissionId, SubmissionStatus,
+    TurnClaim, TurnCompletion, TurnFailure, TurnId, TurnRetry, WebhookContent,
 };
 use crate::queue::{QueueError, TurnJob, TurnQueue};
 use crate::store::{PostgrestError, SessionStore, StoreError};
@@ -355,6 +355,12 @@ impl SessionStore for FakeStore {
         _: &str,
         _: Duration,
     ) -> Result<bool, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn record_chat_event(&self, _: &ChatEvent) -> Result<ChatEventRecorded, StoreError> {
+        unimplemented!("not used by the form")
+    }
+    async fn outcome_for_hook(&self, _: &ChatId) -> Result<Option<serde_json::Value>, StoreError> {
         unimplemented!("not used by the form")
     }
 }

@@ -14,6 +14,7 @@ pub mod ingress;
 pub mod messenger;
 pub mod metrics;
 pub mod notify;
+pub mod outcome;
 pub mod queue;
 pub mod retell;
 pub mod retry;

@@ -92,6 +92,8 @@ pub async fn requeue_stranded_work<S: SessionStore, Q: TurnQueue>(
                 TurnJob::TakeTurn { .. } => report.turns += 1,
                 TurnJob::StartConversation { .. } => report.submissions += 1,
                 TurnJob::SendStaffMessage { .. } => report.staff_messages += 1,
+                // The sweeper finds no outcomes to deliver.
+                TurnJob::DeliverOutcome { .. } => {}
             },
             Err(error) => {
                 tracing::warn!(%error, customer = %job.customer_key().masked(), "stranded work not queued: the next sweep tries again");

@@ -39,6 +39,8 @@ pub const SECRETS: &[&str] = &[
     "SUPABASE_SERVICE_ROLE_KEY",
     "RETELL_API_KEY",
     "WHATSAPP_ACCESS_TOKEN",
+    // Optional: only with OUTCOME_WEBHOOK_URL.
+    "OUTCOME_WEBHOOK_SECRET",
 ];
 
 /// What invokes the worker: the queue's batches, or EventBridge's schedule.

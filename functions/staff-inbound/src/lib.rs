@@ -9,6 +9,7 @@ pub const SECRETS: &[&str] = &[
     "SUPABASE_SERVICE_ROLE_KEY",
     "RETELL_API_KEY",
     "STAFF_WEBHOOK_SECRET",
+    "RETELL_WEBHOOK_API_KEY",
 ];
 
 /// What the function reads from its environment at INIT.

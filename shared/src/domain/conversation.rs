@@ -513,3 +513,62 @@ pub struct DeliveryOutcome {
     /// False when the update was late or repeated (statuses never move backwards).
     pub applied: bool,
 }
+
+/// Which of Retell's chat webhooks an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatEventKind {
+    /// `chat_started`: nothing to record.
+    Started,
+    /// `chat_ended`: the chat is over (it ended or errored).
+    Ended,
+    /// `chat_analyzed`: the chat with its post-chat analysis (it ended too).
+    Analyzed,
+}
+
+impl ChatEventKind {
+    /// Retell's name of the event, as the store takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "chat_started",
+            Self::Ended => "chat_ended",
+            Self::Analyzed => "chat_analyzed",
+        }
+    }
+}
+
+/// Retell's post-chat analysis of a chat, as stored on its history row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatAnalysis {
+    pub chat_summary: Option<String>,
+    /// `Positive`, `Negative`, `Neutral` or `Unknown`.
+    pub user_sentiment: Option<String>,
+    pub chat_successful: Option<bool>,
+    /// The business's own fields (the agent's post-chat analysis settings).
+    pub custom_analysis_data: Option<serde_json::Value>,
+}
+
+/// One of Retell's chat webhooks, for the store to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatEvent {
+    pub kind: ChatEventKind,
+    pub chat_id: ChatId,
+    /// When the chat ended (Retell's `end_timestamp`); `None`: when recorded.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Retell's `disconnection_reason`.
+    pub reason: Option<String>,
+    /// `chat_analyzed` only; `None` there reads as an empty analysis.
+    pub analysis: Option<ChatAnalysis>,
+}
+
+/// What recording a chat event did.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ChatEventRecorded {
+    /// False for a chat that is not ours: nothing was recorded.
+    pub known: bool,
+    /// The customer whose chat it is (when known).
+    pub customer_key: Option<CustomerKey>,
+    /// True only for the call that stored the chat's analysis (a repeat, or any other event, is
+    /// false): the outcome hook is queued then.
+    pub first_analysis: bool,
+}

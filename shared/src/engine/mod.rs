@@ -19,6 +19,7 @@ use crate::config::{EngineConfig, WhatsAppConfig, WorkerConfig};
 use crate::domain::{AccountProblem, ChatId, CustomerKey, FailureCause, OutboundMessage, Session};
 use crate::messenger::{Messenger, MessengerError, SentMessage, Template};
 use crate::metrics::{Figures, Metric};
+use crate::outcome::{OutcomeHook, OutcomeHookError};
 use crate::queue::{JobDisposition, JobHandler, Receipt, TurnJob};
 use crate::retell::RetellClient;
 use crate::retry::{RetryPolicy, RetrySchedule};
@@ -55,10 +56,14 @@ impl BridgeEngine {
         let mut engine = Engine::new(
             PostgrestStore::new(&config.store, http.clone()),
             RetellClient::new(&config.retell, http.clone()),
-            GraphClient::new(&config.whatsapp, http),
+            GraphClient::new(&config.whatsapp, http.clone()),
             config.engine.clone(),
             TemplateConfig::from(&config.whatsapp),
         );
+        engine.outcome_hook = config
+            .outcome_hook
+            .as_ref()
+            .map(|hook| OutcomeHook::new(hook, http.clone()));
         // A reply, and the template should WhatsApp want one instead.
         engine.send_reserve = config.whatsapp.request_timeout * 2;
         engine.answer_wait = config.retell.completion_timeout;
@@ -93,6 +98,8 @@ pub struct Engine<S, A, M> {
     /// How long Retell may take to answer a completion (the client's timeout): a text it took
     /// longer ago than this and left unanswered was answered with silence.
     answer_wait: Duration,
+    /// Where analysed chats' outcomes go (`OUTCOME_WEBHOOK_URL`), if anywhere.
+    outcome_hook: Option<OutcomeHook>,
 }
 
 /// The least a completion is given: with less time left the turn is put back for the next
@@ -187,7 +194,14 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             schedule: RetrySchedule::default(),
             send_reserve: Duration::from_secs(20),
             answer_wait: Duration::from_secs(120),
+            outcome_hook: None,
         }
+    }
+
+    /// Analysed chats' outcomes POSTed to `hook` ([`TurnJob::DeliverOutcome`]).
+    pub fn with_outcome_hook(mut self, hook: Option<OutcomeHook>) -> Self {
+        self.outcome_hook = hook;
+        self
     }
 
     /// The queue's retry schedule, when it is not the production one (the tests').
@@ -316,6 +330,9 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                 }
                 Err(error) => Err(error),
             },
+            TurnJob::DeliverOutcome { chat_id, .. } => {
+                return self.deliver_outcome(&chat_id).await;
+            }
         };
         let Err(error) = result else {
             return JobDisposition::Done;
@@ -350,6 +367,46 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                 tracing::warn!(%error, "the job will be retried");
                 self.retry_job(&job, &error, receipt.receive, not_before)
                     .await
+            }
+        }
+    }
+
+    /// POSTs an analysed chat's outcome to the business's hook: delivered (2xx) or refused (any
+    /// other 4xx, logged as an error) is done; a receiver that fails, limits us, is slow or
+    /// unreachable gets the job again on the queue's schedule. Without a hook, nothing to do.
+    #[tracing::instrument(skip_all, fields(chat = %chat_id))]
+    pub async fn deliver_outcome(&self, chat_id: &ChatId) -> JobDisposition {
+        let Some(hook) = &self.outcome_hook else {
+            tracing::info!("no OUTCOME_WEBHOOK_URL: the outcome stays in the database only");
+            return JobDisposition::Done;
+        };
+        let outcome = match self.store.outcome_for_hook(chat_id).await {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => {
+                tracing::warn!("no analysed chat by this id: no outcome to deliver");
+                return JobDisposition::Done;
+            }
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, "could not read the outcome: the job will be retried");
+                return JobDisposition::retry(error.to_string());
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not read the outcome: not delivered");
+                return JobDisposition::Done;
+            }
+        };
+        match hook.deliver(&outcome).await {
+            Ok(()) => {
+                tracing::info!("outcome delivered");
+                JobDisposition::Done
+            }
+            Err(error @ OutcomeHookError::Transient(_)) => {
+                tracing::warn!(%error, "the outcome hook failed: the job will be retried");
+                JobDisposition::retry(error.to_string())
+            }
+            Err(error @ OutcomeHookError::Refused { .. }) => {
+                tracing::error!(%error, "the outcome hook refused the outcome: not sent again");
+                JobDisposition::Done
             }
         }
     }

@@ -352,14 +352,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             match self.agent.get_chat(previous).await {
                 Ok(earlier) => {
                     // The form's fields and anything else the earlier chat knew.
-                    for (name, value) in earlier.dynamic_variables {
-                        chat.dynamic_variables.entry(name).or_insert(value);
-                    }
-                    let gist = gist(&earlier.messages, self.config.carry_over_messages);
-                    if !gist.is_empty() {
-                        chat.dynamic_variables
-                            .insert("previous_conversation".into(), gist);
-                    }
+                    carry_variables(&mut chat, &earlier, self.config.carry_over_messages);
                 }
                 Err(error) => tracing::warn!(%error, "no gist of the earlier chat"),
             }
@@ -517,6 +510,49 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         words.iter().any(|word| fold(word) == text)
     }
 }
+
+/// What the new chat takes from the `earlier` one: its dynamic variables (the form's fields),
+/// what the agent collected in it, and what it amounted to: Retell's summary once it has
+/// analysed the chat (`previous_conversation_summary`), else its last `limit` lines
+/// (`previous_conversation`, beside the summary of the chat before it, if the earlier chat had
+/// one). The new chat's own variables (the customer's name) are kept.
+fn carry_variables(chat: &mut NewChat, earlier: &crate::agent::Chat, limit: usize) {
+    let variables = &mut chat.dynamic_variables;
+    for (name, value) in &earlier.dynamic_variables {
+        variables
+            .entry(name.clone())
+            .or_insert_with(|| value.clone());
+    }
+    for (name, value) in &earlier.collected_dynamic_variables {
+        let value = match value {
+            serde_json::Value::String(text) => text.clone(),
+            serde_json::Value::Null => continue,
+            other => other.to_string(),
+        };
+        // What the agent collected is newer than what the earlier chat started with.
+        if !variables.contains_key(name) || earlier.dynamic_variables.contains_key(name) {
+            variables.insert(name.clone(), value);
+        }
+    }
+    // The earlier chat's own raw tail (of the chat before it) is older than what follows.
+    variables.remove(PREVIOUS_CONVERSATION);
+    match earlier.summary() {
+        Some(summary) => {
+            variables.insert(PREVIOUS_SUMMARY.into(), summary.to_owned());
+        }
+        None => {
+            let gist = gist(&earlier.messages, limit);
+            if !gist.is_empty() {
+                variables.insert(PREVIOUS_CONVERSATION.into(), gist);
+            }
+        }
+    }
+}
+
+/// The dynamic variable with Retell's summary of the previous chat.
+const PREVIOUS_SUMMARY: &str = "previous_conversation_summary";
+/// The dynamic variable with the previous chat's last lines, when it has no summary yet.
+const PREVIOUS_CONVERSATION: &str = "previous_conversation";
 
 /// Which of `written` the user messages `pieces` carry, one completion each: every piece is some
 /// of the texts not taken by another piece, in order (a message WhatsApp delivered late may sit

@@ -4,6 +4,7 @@
 //! once, in its [`DoorError`] impl, and every refusal answers the same JSON shape.
 
 pub mod form;
+pub mod retell;
 pub mod staff;
 pub mod whatsapp;
 

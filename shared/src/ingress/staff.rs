@@ -18,6 +18,7 @@
 //!   (`REQUEST_HUMAN_REPLY`), a JSON string as Retell's examples answer. An alert that fails is
 //!   logged at ERROR and does not fail the call: the customer is paused either way, and
 //!   `needs_attention` lists them.
+//! - `POST /retell`: Retell's chat webhooks, [`super::retell`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,12 +28,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::retell::{RETELL_PATH, RetellWebhooks};
 use super::{DoorError, Response, header_text, json_response};
 use crate::config::StaffConfig;
 use crate::domain::CustomerKey;
 use crate::notify::{StaffAlert, StaffNotifier};
 use crate::queue::{TurnJob, TurnQueue};
-use crate::retell::webhook::{RetellSignatureError, SIGNATURE_HEADER, verify_signature};
+use crate::retell::webhook::{RetellBodyError, RetellSignatureError, signed_body};
 use crate::signature::secrets_match;
 use crate::store::{SessionStore, StoreError};
 use crate::whatsapp::webhook::nul_free;
@@ -89,6 +91,15 @@ pub enum StaffError {
     /// The store understood the request and refused it.
     #[error("the store refused to {what}: {why}")]
     Refused { what: &'static str, why: String },
+}
+
+impl From<RetellBodyError> for StaffError {
+    fn from(error: RetellBodyError) -> Self {
+        match error {
+            RetellBodyError::Signature(error) => Self::Signature(error),
+            RetellBodyError::TooLarge => Self::PayloadTooLarge,
+        }
+    }
 }
 
 impl DoorError for StaffError {
@@ -176,6 +187,7 @@ pub struct StaffDoor<S, Q, N> {
     retell_api_key: SecretString,
     request_human_reply: String,
     pause_minutes: Option<u32>,
+    retell: RetellWebhooks,
 }
 
 impl<S: SessionStore, Q: TurnQueue, N: StaffNotifier> StaffDoor<S, Q, N> {
@@ -188,16 +200,20 @@ impl<S: SessionStore, Q: TurnQueue, N: StaffNotifier> StaffDoor<S, Q, N> {
             retell_api_key: config.retell_api_key.clone(),
             request_human_reply: config.request_human_reply.clone(),
             pause_minutes: config.pause_minutes,
+            retell: RetellWebhooks::new(config),
         }
     }
 
-    /// `POST /staff` and `POST /retell/functions/{name}`; anything else is refused.
+    /// `POST /staff`, `POST /retell/functions/{name}` and `POST /retell`; anything else is
+    /// refused.
     pub async fn handle<B: AsRef<[u8]>>(&self, request: &http::Request<B>) -> Response {
         let path = request.uri().path().trim_end_matches('/');
         let answer = if path.ends_with(STAFF_PATH) {
             self.staff(request).await
         } else if let Some((_, name)) = path.rsplit_once(FUNCTIONS_PATH) {
             self.function(name, request).await
+        } else if path.ends_with(RETELL_PATH) {
+            return self.retell.handle(&self.store, &self.queue, request).await;
         } else {
             Err(StaffError::NotFound(path.to_owned()))
         };
@@ -301,18 +317,10 @@ impl<S: SessionStore, Q: TurnQueue, N: StaffNotifier> StaffDoor<S, Q, N> {
         if request.method() != Method::POST {
             return Err(StaffError::MethodNotAllowed(request.method().clone()));
         }
-        let signature = header_text(request.headers(), SIGNATURE_HEADER);
-        if signature.is_none() {
-            return Err(RetellSignatureError::Missing.into());
-        }
-        let body = request.body().as_ref();
-        if body.len() > MAX_BODY_BYTES {
-            return Err(StaffError::PayloadTooLarge);
-        }
-        verify_signature(
+        let body = signed_body(
+            request,
             self.retell_api_key.expose_secret().as_bytes(),
-            body,
-            signature,
+            MAX_BODY_BYTES,
             now_ms(),
         )?;
         let call: FunctionCall =

@@ -286,7 +286,9 @@ mod tests {
     fn number(job: &TurnJob) -> u128 {
         match job {
             TurnJob::StartConversation { submission_id, .. } => submission_id.0.as_u128(),
-            TurnJob::TakeTurn { .. } | TurnJob::SendStaffMessage { .. } => u128::MAX,
+            TurnJob::TakeTurn { .. }
+            | TurnJob::SendStaffMessage { .. }
+            | TurnJob::DeliverOutcome { .. } => u128::MAX,
         }
     }
 

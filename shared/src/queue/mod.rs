@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CustomerKey, SubmissionId};
+use crate::domain::{ChatId, CustomerKey, SubmissionId};
 
 /// What the worker is asked to do for a customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,12 @@ pub enum TurnJob {
         customer_key: CustomerKey,
         staff_message_id: i64,
     },
+    /// Retell analysed a chat of the customer's (`POST /retell`'s `chat_analyzed`): POST its
+    /// outcome to `OUTCOME_WEBHOOK_URL`, retried on the queue's schedule.
+    DeliverOutcome {
+        customer_key: CustomerKey,
+        chat_id: ChatId,
+    },
 }
 
 impl TurnJob {
@@ -33,7 +39,8 @@ impl TurnJob {
         match self {
             Self::StartConversation { customer_key, .. }
             | Self::TakeTurn { customer_key }
-            | Self::SendStaffMessage { customer_key, .. } => customer_key,
+            | Self::SendStaffMessage { customer_key, .. }
+            | Self::DeliverOutcome { customer_key, .. } => customer_key,
         }
     }
 }

@@ -145,6 +145,7 @@ pub(super) fn job_kind(job: &TurnJob) -> &'static str {
         TurnJob::StartConversation { .. } => "start_conversation",
         TurnJob::TakeTurn { .. } => "take_turn",
         TurnJob::SendStaffMessage { .. } => "send_staff_message",
+        TurnJob::DeliverOutcome { .. } => "deliver_outcome",
     }
 }
 

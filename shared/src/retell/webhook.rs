@@ -36,6 +36,37 @@ pub enum RetellSignatureError {
     Mismatch,
 }
 
+/// Why the body of a request that says it is Retell's is not taken.
+#[derive(Debug)]
+pub enum RetellBodyError {
+    Signature(RetellSignatureError),
+    TooLarge,
+}
+
+/// The raw body of a request Retell signed: the signature header is required before the body is
+/// looked at, the body may be at most `max_bytes`, and the signature must hold over `api_key` at
+/// `now_ms` ([`verify_signature`]).
+pub fn signed_body<'r, B: AsRef<[u8]>>(
+    request: &'r http::Request<B>,
+    api_key: &[u8],
+    max_bytes: usize,
+    now_ms: i64,
+) -> Result<&'r [u8], RetellBodyError> {
+    let header = request
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|value| value.to_str().ok());
+    if header.is_none() {
+        return Err(RetellBodyError::Signature(RetellSignatureError::Missing));
+    }
+    let body = request.body().as_ref();
+    if body.len() > max_bytes {
+        return Err(RetellBodyError::TooLarge);
+    }
+    verify_signature(api_key, body, header, now_ms).map_err(RetellBodyError::Signature)?;
+    Ok(body)
+}
+
 /// Checks `x-retell-signature` against the body exactly as received (re-serialised JSON
 /// differs from Retell's bytes) and `now_ms`, the current time in unix milliseconds.
 ///
@@ -138,14 +169,7 @@ pub struct WebhookChat {
     pub chat_analysis: Option<ChatAnalysis>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ChatAnalysis {
-    pub chat_summary: Option<String>,
-    /// `Positive`, `Negative`, `Neutral` or `Unknown`.
-    pub user_sentiment: Option<String>,
-    pub chat_successful: Option<bool>,
-    pub custom_analysis_data: Option<Value>,
-}
+pub use crate::domain::ChatAnalysis;
 
 impl fmt::Debug for WebhookChat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

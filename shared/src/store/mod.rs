@@ -12,11 +12,11 @@ pub use postgrest::PostgrestStore;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    BrowserRecording, ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
-    FormSubmission, InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits,
-    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StaffClaim,
-    StoredSubmission, StrandedWork, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
-    TurnRetry, UnprocessedEvent, WebhookContent,
+    BrowserRecording, ChatAttachment, ChatEvent, ChatEventRecorded, ChatId, CustomerKey,
+    DeliveryOutcome, DeliveryUpdate, FormSubmission, InboundMessage, OutboundMessage,
+    OutcomeReason, OutreachLimits, RecordedMessage, RecordedSubmission, RecordedWebhook, Session,
+    SourceLimit, StaffClaim, StoredSubmission, StrandedWork, SubmissionId, TurnClaim,
+    TurnCompletion, TurnFailure, TurnId, TurnRetry, UnprocessedEvent, WebhookContent,
 };
 
 /// Every step is atomic and one round trip; every step may be retried after a timeout or an
@@ -280,4 +280,22 @@ pub trait SessionStore: Send + Sync {
         reason: &str,
         delay: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records one of Retell's chat webhooks: `Ended` (or `Analyzed`, which may come first) keeps
+    /// when and why the chat ended on its history row and marks the session's chat ended when it
+    /// is the current one; `Analyzed` keeps the analysis. Each is kept once: repeats and any
+    /// order leave the same state. A chat that is not ours changes nothing (`known` false).
+    fn record_chat_event(
+        &self,
+        event: &ChatEvent,
+    ) -> impl Future<Output = Result<ChatEventRecorded, StoreError>> + Send;
+
+    /// What the outcome hook posts for an analysed chat: `{customer_key, phone, name, chat_id,
+    /// summary, user_sentiment, chat_successful, custom_analysis, form_fields, analyzed_at,
+    /// started_at, ended_at, disconnection_reason}`. `None` for a chat that is not ours or not
+    /// analysed yet.
+    fn outcome_for_hook(
+        &self,
+        chat: &ChatId,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, StoreError>> + Send;
 }

@@ -16,11 +16,11 @@ use crate::config::StoreConfig;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    BrowserRecording, ChatAttachment, ChatId, CustomerKey, DeliveryOutcome, DeliveryUpdate,
-    FormSubmission, InboundMessage, OutboundMessage, OutcomeReason, OutreachLimits,
-    RecordedMessage, RecordedSubmission, RecordedWebhook, Session, SourceLimit, StaffClaim,
-    StoredSubmission, StrandedWork, SubmissionId, TurnClaim, TurnCompletion, TurnFailure, TurnId,
-    TurnRetry, WebhookContent,
+    BrowserRecording, ChatAttachment, ChatEvent, ChatEventRecorded, ChatId, CustomerKey,
+    DeliveryOutcome, DeliveryUpdate, FormSubmission, InboundMessage, OutboundMessage,
+    OutcomeReason, OutreachLimits, RecordedMessage, RecordedSubmission, RecordedWebhook, Session,
+    SourceLimit, StaffClaim, StoredSubmission, StrandedWork, SubmissionId, TurnClaim,
+    TurnCompletion, TurnFailure, TurnId, TurnRetry, WebhookContent,
 };
 
 #[derive(Clone)]
@@ -577,6 +577,27 @@ impl SessionStore for PostgrestStore {
             "p_retry_in_seconds": delay_seconds(delay, 0),
         });
         self.call("release_staff_message", &args).await
+    }
+
+    async fn record_chat_event(&self, event: &ChatEvent) -> Result<ChatEventRecorded, StoreError> {
+        let args = json!({
+            "p_event": event.kind.as_str(),
+            "p_chat_id": event.chat_id,
+            "p_ended_at": event.ended_at,
+            "p_reason": event.reason,
+            "p_analysis": event.analysis,
+        });
+        self.call("record_chat_event", &args).await
+    }
+
+    async fn outcome_for_hook(
+        &self,
+        chat: &ChatId,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let answer: serde_json::Value = self
+            .call("outcome_for_hook", &json!({ "p_chat_id": chat }))
+            .await?;
+        Ok(Some(answer).filter(|outcome| !outcome.is_null()))
     }
 }
 

@@ -42,7 +42,7 @@ select set_has(
            ('public.chat_session_overview'), ('public.whatsapp_messages_id_seq'),
            ('public.unprocessed_webhook_events_id_seq'), ('public.conversation_events'), ('public.staff_messages'),
            ('public.bridge_settings'), ('public.conversation_transcript'), ('public.needs_attention'),
-           ('public.staff_messages_id_seq'), ('public.conversation_events_id_seq')$$,
+           ('public.staff_messages_id_seq'), ('public.conversation_events_id_seq'), ('public.conversation_outcomes')$$,
   'the catalog lists our tables, view and sequences');
 select set_has(
   $$select p.proname::text from our_functions f join pg_proc p on p.oid = f.oid$$,
@@ -52,7 +52,7 @@ select set_has(
            ('record_webhook'), ('skip_form_submission'), ('defer_form_submission'), ('sweep_stranded_work'),
            ('retry_failed'), ('pause_conversation'), ('resume_conversation'), ('record_human_request'),
            ('hold_turn'), ('claim_staff_message'), ('complete_staff_message'), ('refuse_staff_message'),
-           ('release_staff_message'), ('record_business_echoes')$$,
+           ('release_staff_message'), ('record_business_echoes'), ('record_chat_event'), ('outcome_for_hook')$$,
   'the catalog lists our functions');
 
 -- Tables ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 mod burst;
 mod faults;
+mod outcomes;
 mod people_and_windows;
 mod redelivery;
 mod scenarios;

@@ -69,6 +69,9 @@ fn sample(name: &str) -> Option<&'static str> {
         "SNS_ENDPOINT_URL" => "http://127.0.0.1:5000",
         "REQUEST_HUMAN_REPLY" => "Te atiende una persona en breve.",
         "PAUSE_DEFAULT_MINUTES" => "60",
+        "RETELL_WEBHOOK_API_KEY" => "key_webhook_badge_sample",
+        "OUTCOME_WEBHOOK_URL" => "https://crm.example.com/hooks/outcomes",
+        "OUTCOME_WEBHOOK_SECRET" => "an-outcome-secret-of-at-least-32-characters",
         "CONTEXT_CUSTOMER_MARKER" => "[Cliente]",
         "CONTEXT_STAFF_MARKER" => "[Equipo]",
         "RUST_LOG" | "AWS_LAMBDA_LOG_LEVEL" => "info",
@@ -242,6 +245,10 @@ fn staff_inbound_has_its_routes_and_publishes_to_the_staff_topic_only() {
                 "POST".to_owned(),
                 format!("{}{{name}}", shared::ingress::staff::FUNCTIONS_PATH)
             ),
+            (
+                "POST".to_owned(),
+                shared::ingress::retell::RETELL_PATH.to_owned()
+            ),
         ])
     );
     let policies = serde_yaml::to_string(&function["Policies"]).unwrap();
@@ -280,6 +287,7 @@ fn staff_inbound_has_its_routes_and_publishes_to_the_staff_topic_only() {
         ("STAFF_ALERT_WEBHOOK_URL", "StaffAlertWebhookUrl"),
         ("REQUEST_HUMAN_REPLY", "RequestHumanReply"),
         ("PAUSE_DEFAULT_MINUTES", "PauseDefaultMinutes"),
+        ("OUTCOME_WEBHOOK_URL", "OutcomeWebhookUrl"),
     ] {
         assert!(
             matches!(&variables[name], Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some(parameter)),

@@ -40,7 +40,9 @@ fn start(raw_customer: &str, n: u128) -> TurnJob {
 fn number(job: &TurnJob) -> u128 {
     match job {
         TurnJob::StartConversation { submission_id, .. } => submission_id.0.as_u128(),
-        TurnJob::TakeTurn { .. } | TurnJob::SendStaffMessage { .. } => {
+        TurnJob::TakeTurn { .. }
+        | TurnJob::SendStaffMessage { .. }
+        | TurnJob::DeliverOutcome { .. } => {
             panic!("not a numbered job: {job:?}")
         }
     }

@@ -30,6 +30,10 @@ const NOT_SECRET: &[(&str, &str)] = &[
     ("RETELL_AGENT_ID", "agent_sample"),
     ("WHATSAPP_TEMPLATE_NAME", "primer_contacto"),
     ("WHATSAPP_TEMPLATE_LANGUAGE", "es_MX"),
+    (
+        "OUTCOME_WEBHOOK_URL",
+        "https://crm.example.com/hooks/outcomes",
+    ),
 ];
 
 async fn client(moto: &MotoServer) -> aws_sdk_secretsmanager::Client {

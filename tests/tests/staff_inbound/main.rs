@@ -2,6 +2,8 @@
 //! the local stack, with moto's SQS as the turn queue and moto's SNS as the staff alert topic
 //! (subscribed by a queue the test reads).
 
+mod retell_webhooks;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};

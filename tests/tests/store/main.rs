@@ -4,6 +4,7 @@
 mod concurrency;
 mod errors;
 mod lookup;
+mod outcomes;
 mod outreach;
 mod privileges;
 mod staff;
