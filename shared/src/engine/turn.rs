@@ -223,6 +223,15 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         retried: bool,
         deadline: Deadline,
     ) -> Result<(ChatId, Vec<String>), EngineError> {
+        // A retried turn reads back the chat its texts may have gone to, ended since or not:
+        // what that chat took is not given to a new one again.
+        let (earlier, unsent) = match (retried, &session.current_chat_id) {
+            (true, Some(current)) => self.answered_before(current, written).await?,
+            _ => (Vec::new(), Cow::Borrowed(written)),
+        };
+        if let (true, Some(current)) = (unsent.is_empty(), &session.current_chat_id) {
+            return Ok((current.clone(), earlier));
+        }
         let chat_id = match (&session.current_chat_id, session.chat_status) {
             (Some(chat_id), Some(ChatStatus::Ongoing)) => chat_id.clone(),
             (previous, _) => {
@@ -230,13 +239,6 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                     .await?
             }
         };
-        let (earlier, unsent) = match retried {
-            true => self.answered_before(&chat_id, written).await?,
-            false => (Vec::new(), Cow::Borrowed(written)),
-        };
-        if unsent.is_empty() {
-            return Ok((chat_id, earlier));
-        }
         let text = join_texts(&unsent);
         let (chat_id, replies) = match self.complete(&chat_id, &text, deadline).await {
             Err(EngineError::Agent(AgentError::ChatEnded(reason))) => {
