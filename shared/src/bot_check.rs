@@ -153,7 +153,7 @@ impl TurnstileClient {
                 .await;
             match sent {
                 Err(error) if error.is_connect() && !retried => {
-                    tracing::warn!(error = %error.described(), "siteverify: could not connect; once more");
+                    tracing::warn!(error = %crate::http::describe(&error), "siteverify: could not connect; once more");
                     retried = true;
                 }
                 Err(error) if error.is_timeout() => {
@@ -165,7 +165,7 @@ impl TurnstileClient {
                 Err(error) => {
                     return Err(unavailable(format!(
                         "siteverify could not be reached: {}",
-                        error.described()
+                        crate::http::describe(&error)
                     )));
                 }
                 Ok(response) => break response,
@@ -175,7 +175,7 @@ impl TurnstileClient {
         let body = response.bytes().await.map_err(|error| {
             unavailable(format!(
                 "reading siteverify's answer: {}",
-                error.described()
+                crate::http::describe(&error)
             ))
         })?;
         if !status.is_success() {
@@ -260,26 +260,6 @@ fn random_uuid() -> uuid::Uuid {
     let mut bytes = [0u8; 16];
     bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
     uuid::Builder::from_random_bytes(bytes).into_uuid()
-}
-
-trait Described {
-    fn described(&self) -> String;
-}
-
-impl Described for reqwest::Error {
-    /// The error and its causes, without the URL (ours, and long).
-    fn described(&self) -> String {
-        let mut message = self.to_string();
-        if let Some(url) = self.url() {
-            message = message.replace(&format!(" for url ({url})"), "");
-        }
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        message
-    }
 }
 
 #[cfg(test)]

@@ -27,3 +27,17 @@ pub fn bearer(token: &str) -> reqwest::header::HeaderValue {
     value.set_sensitive(true);
     value
 }
+
+/// A request's error and its causes, without the URL (ours, long, and possibly carrying a key).
+pub fn describe(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    if let Some(url) = error.url() {
+        message = message.replace(&format!(" for url ({url})"), "");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}

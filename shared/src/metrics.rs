@@ -40,24 +40,11 @@ pub enum Metric {
     DeadlineReleases,
     /// Messages staff wrote in `staff_messages` that went out on WhatsApp.
     StaffMessagesSent,
+    /// A form's outreach held by the daily limit (form-intake); the template's alarm watches it.
+    OutreachHeld,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 12] = [
-        Metric::Turns,
-        Metric::TurnLatency,
-        Metric::ReplyDelay,
-        Metric::TurnFailures,
-        Metric::AccountWideFailures,
-        Metric::TemplatesSent,
-        Metric::CarryOvers,
-        Metric::OptOuts,
-        Metric::SweeperRequeues,
-        Metric::SweeperGaveUp,
-        Metric::DeadlineReleases,
-        Metric::StaffMessagesSent,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Self::Turns => "Turns",
@@ -72,6 +59,7 @@ impl Metric {
             Self::SweeperGaveUp => "SweeperGaveUp",
             Self::DeadlineReleases => "DeadlineReleases",
             Self::StaffMessagesSent => "StaffMessagesSent",
+            Self::OutreachHeld => "OutreachHeld",
         }
     }
 
@@ -87,6 +75,8 @@ impl Metric {
 #[derive(Debug, Default)]
 pub struct Figures {
     values: Vec<(Metric, f64)>,
+    /// The line's `message` (default `metrics`).
+    message: Option<&'static str>,
     /// An extra dimension (`Cause`, `Problem`), besides `FunctionName`.
     dimension: Option<(&'static str, &'static str)>,
 }
@@ -101,11 +91,18 @@ impl Figures {
         self
     }
 
+    /// The line's `message`, for whoever reads the log rather than the metric.
+    pub fn saying(mut self, message: &'static str) -> Self {
+        self.message = Some(message);
+        self
+    }
+
     /// A failure of a job: `TurnFailures` by cause, and `AccountWideFailures` by problem.
     pub fn failure(cause: FailureCause) -> [Figures; 2] {
         let by_cause = Figures {
             values: vec![(Metric::TurnFailures, 1.0)],
             dimension: Some(("Cause", cause.name())),
+            message: None,
         };
         let by_problem = match cause {
             FailureCause::AccountWide(problem) => Figures::account_wide(problem),
@@ -118,6 +115,7 @@ impl Figures {
         Figures {
             values: vec![(Metric::AccountWideFailures, 1.0)],
             dimension: Some(("Problem", problem.name())),
+            message: None,
         }
     }
 
@@ -143,7 +141,7 @@ impl Figures {
     /// filters log lines by `level`: failures are WARN and account-wide ones ERROR, so that a
     /// `LogLevel` of WARN keeps the alarms' figures; the others are INFO.
     pub fn line(&self, function: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
-        let level = if self.has(Metric::AccountWideFailures) {
+        let level = if self.has(Metric::AccountWideFailures) || self.has(Metric::OutreachHeld) {
             "ERROR"
         } else if self.has(Metric::TurnFailures) || self.has(Metric::SweeperGaveUp) {
             "WARN"
@@ -165,7 +163,7 @@ impl Figures {
             json!(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
         );
         line.insert("level".into(), json!(level));
-        line.insert("message".into(), json!("metrics"));
+        line.insert("message".into(), json!(self.message.unwrap_or("metrics")));
         line.insert(
             "_aws".into(),
             json!({
@@ -216,6 +214,34 @@ mod tests {
         );
         assert_eq!(line["level"], "INFO");
         assert_eq!(line["_aws"]["Timestamp"], 1_795_953_600_500_i64);
+    }
+
+    #[test]
+    fn a_held_outreach_is_one_emf_line_at_error_level() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-29T12:00:00.5Z")
+            .unwrap()
+            .to_utc();
+        let line = Figures::new()
+            .add(Metric::OutreachHeld, 1.0)
+            .saying("held")
+            .line("stack-form-intake", at)
+            .to_string();
+        assert!(!line.contains('\n'));
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["level"], "ERROR");
+        assert_eq!(value["message"], "held");
+        assert_eq!(value["timestamp"], "2026-11-29T12:00:00.500000Z");
+        assert_eq!(value["_aws"]["Timestamp"], 1_795_953_600_500_i64);
+        let directive = &value["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "WhatsAppRetellBridge");
+        assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([{ "Name": "OutreachHeld", "Unit": "Count" }])
+        );
+        // Every dimension and metric named is a member of the line, as EMF requires.
+        assert_eq!(value["FunctionName"], "stack-form-intake");
+        assert_eq!(value["OutreachHeld"], 1.0);
     }
 
     #[test]

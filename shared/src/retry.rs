@@ -65,9 +65,7 @@ impl RetrySchedule {
     /// [`Self::MAX_DELAY`].
     pub fn delay(&self, receive: u32, hint: Option<Duration>) -> Duration {
         let index = (receive.max(1) as usize - 1).min(self.delays.len() - 1);
-        self.delays[index]
-            .max(hint.unwrap_or_default())
-            .min(Self::MAX_DELAY)
+        raised(self.delays[index], hint)
     }
 
     /// The whole schedule of `receives` receives: how long a job keeps trying before it is
@@ -75,6 +73,13 @@ impl RetrySchedule {
     pub fn total(&self, receives: u32) -> Duration {
         (1..receives).map(|receive| self.delay(receive, None)).sum()
     }
+}
+
+/// `delay` raised (never lowered) to a service's `hint`, at most [`RetrySchedule::MAX_DELAY`].
+pub fn raised(delay: Duration, hint: Option<Duration>) -> Duration {
+    delay
+        .max(hint.unwrap_or_default())
+        .min(RetrySchedule::MAX_DELAY)
 }
 
 impl Default for RetrySchedule {

@@ -224,48 +224,8 @@ impl Visit for EventFields {
     }
 }
 
-/// The CloudWatch namespace of the bridge's own metrics.
+/// The CloudWatch namespace of the bridge's own metrics ([`crate::metrics`]).
 pub const METRIC_NAMESPACE: &str = "WhatsAppRetellBridge";
-
-/// Writes one CloudWatch metric data point, in Embedded Metric Format, as a log line of its own
-/// on stdout: CloudWatch Logs turns it into `name` (a count) in [`METRIC_NAMESPACE`], with the
-/// dimension `FunctionName` (Lambda's `AWS_LAMBDA_FUNCTION_NAME`), which the template's alarms
-/// watch; no metric filter is needed. See [`metric_line`].
-pub fn emit_metric(name: &str, value: f64, message: &str) {
-    use std::io::Write as _;
-    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
-    let line = metric_line(name, value, &function, message, chrono::Utc::now());
-    // A lost metric line must not fail the request; the ERROR line beside it says the same.
-    let _ = writeln!(io::stdout().lock(), "{line}");
-}
-
-/// The EMF log line of one data point. It carries `timestamp`, `level` ERROR and `message` like
-/// every other line: Lambda's log-level filtering files a JSON line without a level as INFO, so
-/// an ERROR level keeps the metric whatever `ApplicationLogLevel` is.
-pub fn metric_line(
-    name: &str,
-    value: f64,
-    function: &str,
-    message: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> String {
-    let mut line = serde_json::json!({
-        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "level": "ERROR",
-        "message": message,
-        "_aws": {
-            "Timestamp": at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": METRIC_NAMESPACE,
-                "Dimensions": [["FunctionName"]],
-                "Metrics": [{ "Name": name, "Unit": "Count" }],
-            }],
-        },
-        "FunctionName": function,
-    });
-    line[name] = Value::from(value);
-    line.to_string()
-}
 
 #[cfg(test)]
 mod tests {
@@ -430,33 +390,6 @@ mod tests {
     #[should_panic(expected = "duplicate keys")]
     fn the_key_check_sees_duplicates() {
         raw_keys(r#"{"customer":"****1","nested":{"customer":1},"customer":"****1"}"#);
-    }
-
-    #[test]
-    fn a_metric_is_one_emf_line_at_error_level() {
-        let at = chrono::DateTime::parse_from_rfc3339("2026-11-29T12:00:00.5Z")
-            .unwrap()
-            .to_utc();
-        let line = metric_line("OutreachHeld", 1.0, "stack-form-intake", "held", at);
-        assert!(!line.contains('\n'));
-        let value: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(value["level"], "ERROR");
-        assert_eq!(value["message"], "held");
-        assert_eq!(value["timestamp"], "2026-11-29T12:00:00.500000Z");
-        assert_eq!(value["_aws"]["Timestamp"], 1_795_953_600_500_i64);
-        let directive = &value["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], "WhatsAppRetellBridge");
-        assert_eq!(
-            directive["Dimensions"],
-            serde_json::json!([["FunctionName"]])
-        );
-        assert_eq!(
-            directive["Metrics"],
-            serde_json::json!([{ "Name": "OutreachHeld", "Unit": "Count" }])
-        );
-        // Every dimension and metric named is a member of the line, as EMF requires.
-        assert_eq!(value["FunctionName"], "stack-form-intake");
-        assert_eq!(value["OutreachHeld"], 1.0);
     }
 
     #[test]

@@ -96,6 +96,11 @@ pub async fn handle_batch<H: JobHandler, R: Redelivery>(
             .get("ApproximateReceiveCount")
             .and_then(|count| count.parse().ok())
             .unwrap_or(1);
+        let receipt = Receipt {
+            deadline,
+            receive,
+            retry_in: schedule.delay(receive, None),
+        };
         let held = group.as_ref().and_then(|g| held_groups.get(g)).copied();
         let disposition = if let Some(held_delay) = held {
             JobDisposition::retry_after(
@@ -104,7 +109,7 @@ pub async fn handle_batch<H: JobHandler, R: Redelivery>(
             )
         } else {
             match record.body.as_deref().map(serde_json::from_str::<TurnJob>) {
-                Some(Ok(job)) => run(handler, job, Receipt { deadline, receive }).await,
+                Some(Ok(job)) => run(handler, job, receipt).await,
                 // Never runnable: returned until it lands in the dead-letter queue for a person.
                 Some(Err(error)) => JobDisposition::retry(format!("not a turn job: {error}")),
                 None => JobDisposition::retry("a record without a body"),
@@ -113,7 +118,7 @@ pub async fn handle_batch<H: JobHandler, R: Redelivery>(
         let JobDisposition::RetryLater(Retry { reason, not_before }) = disposition else {
             continue;
         };
-        let delay = schedule.delay(receive, not_before);
+        let delay = receipt.retry_delay(not_before);
         tracing::warn!(%message_id, %reason, receive, ?delay, "returning the record to the queue");
         if let Some(receipt_handle) = &record.receipt_handle {
             if let Err(error) = redelivery.redeliver_after(receipt_handle, delay).await {

@@ -22,7 +22,7 @@ use crate::metrics::{Figures, Metric};
 use crate::outcome::{OutcomeHook, OutcomeHookError};
 use crate::queue::{JobDisposition, JobHandler, Receipt, TurnJob};
 use crate::retell::RetellClient;
-use crate::retry::{RetryPolicy, RetrySchedule};
+use crate::retry::RetryPolicy;
 use crate::store::{PostgrestStore, SessionStore, StoreError};
 use crate::whatsapp::GraphClient;
 
@@ -91,8 +91,6 @@ pub struct Engine<S, A, M> {
     messenger: M,
     config: EngineConfig,
     template: TemplateConfig,
-    /// The queue's schedule, so that a failed turn tells the sweeper when its retry is due.
-    schedule: RetrySchedule,
     /// The time kept for sending once the agent has answered: the completion gets what is left.
     send_reserve: Duration,
     /// How long Retell may take to answer a completion (the client's timeout): a text it took
@@ -191,7 +189,6 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             messenger,
             config,
             template,
-            schedule: RetrySchedule::default(),
             send_reserve: Duration::from_secs(20),
             answer_wait: Duration::from_secs(120),
             outcome_hook: None,
@@ -201,12 +198,6 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     /// Analysed chats' outcomes POSTed to `hook` ([`TurnJob::DeliverOutcome`]).
     pub fn with_outcome_hook(mut self, hook: Option<OutcomeHook>) -> Self {
         self.outcome_hook = hook;
-        self
-    }
-
-    /// The queue's retry schedule, when it is not the production one (the tests').
-    pub fn with_schedule(mut self, schedule: RetrySchedule) -> Self {
-        self.schedule = schedule;
         self
     }
 
@@ -296,28 +287,23 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                 .start_conversation_by(submission_id, deadline)
                 .await
                 .map(|outcome| tracing::info!(?outcome, "conversation start")),
-            TurnJob::TakeTurn { .. } => {
-                match self
-                    .take_turn_by(&customer, deadline, receipt.receive)
-                    .await
-                {
-                    Ok(TurnOutcome::Busy { lease_left }) => {
-                        return JobDisposition::retry_after(
-                            "another turn holds the customer",
-                            lease_left,
-                        );
-                    }
-                    Ok(outcome) => {
-                        tracing::info!(?outcome, "turn");
-                        Ok(())
-                    }
-                    Err(error) => Err(error),
+            TurnJob::TakeTurn { .. } => match self.take_turn_by(&customer, receipt).await {
+                Ok(TurnOutcome::Busy { lease_left }) => {
+                    return JobDisposition::retry_after(
+                        "another turn holds the customer",
+                        lease_left,
+                    );
                 }
-            }
+                Ok(outcome) => {
+                    tracing::info!(?outcome, "turn");
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
             TurnJob::SendStaffMessage {
                 staff_message_id, ..
             } => match self
-                .send_staff_message_by(&customer, staff_message_id, deadline, receipt.receive)
+                .send_staff_message_by(&customer, staff_message_id, receipt)
                 .await
             {
                 Ok(StaffOutcome::Busy { lease_left }) => {
@@ -361,12 +347,11 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             }
             FailureCause::AccountWide(problem) => {
                 tracing::error!(%error, %problem, "the whole account fails: the job waits and retries");
-                self.retry_job(&job, &error, receipt.receive, None).await
+                self.retry_job(&job, &error, receipt, None).await
             }
             FailureCause::Transient { not_before } => {
                 tracing::warn!(%error, "the job will be retried");
-                self.retry_job(&job, &error, receipt.receive, not_before)
-                    .await
+                self.retry_job(&job, &error, receipt, not_before).await
             }
         }
     }
@@ -411,21 +396,16 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         }
     }
 
-    /// How long the queue will wait before the next receive of a job that failed this one.
-    fn retry_delay(&self, receive: u32, not_before: Option<Duration>) -> Duration {
-        self.schedule.delay(receive, not_before)
-    }
-
     /// Puts a conversation start back for its retry, telling the sweeper when that is due (a
     /// failed turn told it already, in `fail_turn`).
     async fn retry_job(
         &self,
         job: &TurnJob,
         error: &EngineError,
-        receive: u32,
+        receipt: Receipt,
         not_before: Option<Duration>,
     ) -> JobDisposition {
-        let delay = self.retry_delay(receive, not_before);
+        let delay = receipt.retry_delay(not_before);
         if let TurnJob::StartConversation { submission_id, .. } = job {
             if let Err(store_error) = self
                 .store

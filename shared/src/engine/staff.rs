@@ -10,6 +10,7 @@ use crate::agent::ChatAgent;
 use crate::domain::{CustomerKey, FailureCause, StaffClaim};
 use crate::messenger::{Messenger, MessengerError, Recipient};
 use crate::metrics::{Figures, Metric};
+use crate::queue::Receipt;
 use crate::store::SessionStore;
 
 /// Why a staff message outside the customer service window is not sent, on its row.
@@ -19,9 +20,6 @@ pub const OUTSIDE_WINDOW: &str =
 /// Why a staff message to a customer who opted out is not sent, on its row.
 pub const OPTED_OUT: &str =
     "the customer opted out: nothing is sent to them until they write an opt-in word";
-
-/// The time a staff message run outside the queue (the tests, by hand) may take.
-const UNQUEUED_STAFF_TIME: Duration = Duration::from_secs(900);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StaffOutcome {
@@ -53,20 +51,20 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         customer: &CustomerKey,
         id: i64,
     ) -> Result<StaffOutcome, EngineError> {
-        let deadline = Deadline(tokio::time::Instant::now() + UNQUEUED_STAFF_TIME);
-        self.send_staff_message_by(customer, id, deadline, 1).await
+        self.send_staff_message_by(customer, id, Receipt::unqueued())
+            .await
     }
 
-    /// [`Self::send_staff_message`] within an invocation that ends at `deadline`, as the job's
-    /// `receive`th receive: a failure that may pass puts the message back for the retry the
-    /// queue makes after the schedule's delay.
+    /// [`Self::send_staff_message`] as one receive of its job, by the receipt's deadline: a
+    /// failure that may pass puts the message back for the retry the queue makes after the
+    /// receipt's delay.
     pub(crate) async fn send_staff_message_by(
         &self,
         customer: &CustomerKey,
         id: i64,
-        deadline: Deadline,
-        receive: u32,
+        receipt: Receipt,
     ) -> Result<StaffOutcome, EngineError> {
+        let deadline = Deadline(receipt.deadline);
         if deadline.remaining() < self.send_reserve {
             return Err(EngineError::OutOfTime);
         }
@@ -111,7 +109,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                     FailureCause::Transient { not_before } => not_before,
                     FailureCause::AccountWide(_) => None,
                 };
-                let delay = self.retry_delay(receive, not_before);
+                let delay = receipt.retry_delay(not_before);
                 if let Err(store_error) = self
                     .store
                     .release_staff_message(id, &error.to_string(), delay)

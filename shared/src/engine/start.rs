@@ -44,7 +44,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         &self,
         submission_id: SubmissionId,
     ) -> Result<StartOutcome, EngineError> {
-        let deadline = Deadline(tokio::time::Instant::now() + std::time::Duration::from_secs(900));
+        let deadline = Deadline(crate::queue::Receipt::unqueued().deadline);
         self.start_conversation_by(submission_id, deadline).await
     }
 

@@ -15,14 +15,12 @@ use crate::domain::{
 };
 use crate::messenger::{Messenger, MessengerError, Recipient};
 use crate::metrics::{Figures, Metric};
+use crate::queue::Receipt;
 use crate::store::SessionStore;
 
 /// How long a turn's lease outlasts its invocation: a turn whose invocation was cut short frees
 /// its customer seconds after, not after `TURN_LEASE_SECONDS`.
 const LEASE_BEYOND_DEADLINE: Duration = Duration::from_secs(5);
-
-/// The time a turn run outside the queue (the tests, by hand) may take.
-const UNQUEUED_TURN_TIME: Duration = Duration::from_secs(900);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TurnOutcome {
@@ -52,19 +50,18 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         fields(customer = %customer.masked(), turn = tracing::field::Empty)
     )]
     pub async fn take_turn(&self, customer: &CustomerKey) -> Result<TurnOutcome, EngineError> {
-        let deadline = Deadline(tokio::time::Instant::now() + UNQUEUED_TURN_TIME);
-        self.take_turn_by(customer, deadline, 1).await
+        self.take_turn_by(customer, Receipt::unqueued()).await
     }
 
-    /// [`Self::take_turn`] within an invocation that ends at `deadline`, as the job's `receive`th
-    /// receive: the lease ends shortly after the invocation, a step that cannot fit puts the turn
+    /// [`Self::take_turn`] as one receive of its job: the lease ends shortly after the receipt's
+    /// deadline, a step that cannot fit puts the turn
     /// back (not counted as an attempt), and a failed turn tells the sweeper when its retry is due.
     pub(crate) async fn take_turn_by(
         &self,
         customer: &CustomerKey,
-        deadline: Deadline,
-        receive: u32,
+        receipt: Receipt,
     ) -> Result<TurnOutcome, EngineError> {
+        let deadline = Deadline(receipt.deadline);
         if deadline
             .left_after(self.send_reserve, SHORTEST_COMPLETION)
             .is_none()
@@ -110,11 +107,11 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                 let retry = match error.cause() {
                     FailureCause::Permanent => TurnRetry::No,
                     FailureCause::Transient { not_before } => TurnRetry::After {
-                        delay: self.retry_delay(receive, not_before),
+                        delay: receipt.retry_delay(not_before),
                         count_attempt: !matches!(error, EngineError::OutOfTime),
                     },
                     FailureCause::AccountWide(_) => TurnRetry::After {
-                        delay: self.retry_delay(receive, None),
+                        delay: receipt.retry_delay(None),
                         count_attempt: false,
                     },
                 };

@@ -255,7 +255,11 @@ impl<H: JobHandler> Inner<H> {
         let job = job.clone();
         let deadline = tokio::time::Instant::now() + self.settings.invocation_timeout;
         // Past its deadline a receive is cut short, as Lambda ends an invocation.
-        let receipt = Receipt { deadline, receive };
+        let receipt = Receipt {
+            deadline,
+            receive,
+            retry_in: self.settings.schedule.delay(receive, None),
+        };
         let run =
             tokio::time::timeout_at(deadline, async move { handler.handle(job, receipt).await });
         match tokio::spawn(run).await {

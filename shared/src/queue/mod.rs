@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ChatId, CustomerKey, SubmissionId};
+use crate::retry::RetrySchedule;
 
 /// What the worker is asked to do for a customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +130,26 @@ pub struct Receipt {
     /// How many times the job has been received, this time included (SQS's
     /// `ApproximateReceiveCount`).
     pub receive: u32,
+    /// How long the queue waits before the next receive if this one asks to be retried: its
+    /// schedule's delay for this receive (the engine tells the sweeper when the retry is due).
+    pub retry_in: Duration,
+}
+
+impl Receipt {
+    /// The one receive of work run outside a queue (by hand, in the tests): a quarter of an hour,
+    /// and the production schedule's first delay.
+    pub fn unqueued() -> Self {
+        Self {
+            deadline: tokio::time::Instant::now() + Duration::from_secs(900),
+            receive: 1,
+            retry_in: RetrySchedule::default().delay(1, None),
+        }
+    }
+
+    /// The wait before the next receive, raised to a service's `not_before`.
+    pub fn retry_delay(&self, not_before: Option<Duration>) -> Duration {
+        crate::retry::raised(self.retry_in, not_before)
+    }
 }
 
 mod in_process;

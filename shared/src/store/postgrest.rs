@@ -176,28 +176,7 @@ fn transport_error(error: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    // Without the URL: it is ours and the message should stay short.
-    let error = error.without_url_ref();
-    format!("{kind}: {error}")
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let mut message = self.to_string();
-        if let Some(url) = self.url() {
-            message = message.replace(&format!(" for url ({url})"), "");
-        }
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        message
-    }
+    format!("{kind}: {}", crate::http::describe(error))
 }
 
 impl SessionStore for PostgrestStore {

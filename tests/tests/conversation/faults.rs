@@ -373,7 +373,7 @@ async fn a_turn_without_the_time_for_a_completion_is_put_back_before_retell_sees
     bridge.customer_writes("hola", minutes(0)).await;
     let almost_over = shared::queue::Receipt {
         deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(3),
-        receive: 1,
+        ..shared::queue::Receipt::unqueued()
     };
     let disposition = engine.handle(job(&bridge), almost_over).await;
     assert!(

@@ -145,6 +145,6 @@ pub fn minutes(n: i64) -> TimeDelta {
 pub fn receipt() -> shared::queue::Receipt {
     shared::queue::Receipt {
         deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(180),
-        receive: 1,
+        ..shared::queue::Receipt::unqueued()
     }
 }

@@ -21,18 +21,15 @@ use crate::domain::{
     BrowserRecording, CustomerKey, FormSubmission, IdempotencyKey, SourceLimit, SubmissionStatus,
 };
 use crate::ingress::{Response, json_response};
+use crate::metrics::{Figures, Metric};
 use crate::queue::{QueueError, TurnJob, TurnQueue};
 use crate::store::{SessionStore, StoreError};
-use crate::telemetry;
 
 /// The header a caller names its submission with: the same key is the same submission.
 pub const IDEMPOTENCY_KEY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The status every accepted form is answered with, whatever its outreach's outcome.
 pub const ANSWERED_STATUS: &str = "accepted";
-
-/// The metric (in [`telemetry::METRIC_NAMESPACE`]) counting forms held by the daily limit.
-pub const OUTREACH_HELD_METRIC: &str = "OutreachHeld";
 
 /// Submissions of the same form within one such period (aligned to the clock) are one
 /// submission, when the caller sends no `Idempotency-Key`.
@@ -172,11 +169,10 @@ impl<S: SessionStore, Q: TurnQueue, B> FormIntake<S, Q, B> {
                 "a form's outreach was held: the day's limit of outreaches is reached, the \
                  customer was not contacted (raise OUTREACH_DAILY_LIMIT, or contact them by hand)"
             );
-            telemetry::emit_metric(
-                OUTREACH_HELD_METRIC,
-                1.0,
-                "a form's outreach was held by the daily limit",
-            );
+            Figures::new()
+                .add(Metric::OutreachHeld, 1.0)
+                .saying("a form's outreach was held by the daily limit")
+                .emit();
         }
         let answer =
             serde_json::json!({ "submission_id": submission_id, "status": ANSWERED_STATUS });
