@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """Extracts the request/response JSON schemas the test stand-ins validate against.
 
-Reads the official OpenAPI specs of Retell and of Meta's WhatsApp Cloud API and writes, for the
+Reads the official OpenAPI specs of Retell, of Meta's WhatsApp Cloud API and of OpenAI's audio
+transcription (an extract of OpenAI's document holding only that operation) and writes, for the
 few operations the bridge uses, their schemas with every `$ref` resolved inline and the prose
 (description, example, summary, title, externalDocs, x-*) stripped:
 
     sandbox/specs/retell.json
     sandbox/specs/whatsapp.json
+    sandbox/specs/openai.json (and its license, openai-openapi.LICENSE, copied beside it)
 
 Each file: {"source": ..., "dialect": ..., "patches": [...], "operations": {"<operationId>":
 {"method", "path", "request", "responses": {"<status>": schema or null}}}}; whatsapp.json also
 holds the spec's named request examples of `sendMessage` and every example of the
 `/whatsapp/webhooks` payload. The `/whatsapp/webhooks` path has no operationId in the spec; it is
-stored as operation "webhook".
+stored as operation "webhook". A request that is multipart/form-data (OpenAI's transcription)
+is stored as the schema of its form fields, an object like a JSON body; openai.json also holds
+under "schemas" the named components a stand-in checks its own answers against.
 
 The stored schemas are standard JSON Schema (draft 2020-12, the "dialect"), which the stand-ins
 check with the `jsonschema` crate and nothing else, so the OpenAPI forms and the strictness the
@@ -36,7 +40,7 @@ stand-ins need are written out here (see `standard`):
 Where the spec contradicts its own examples and the documented behaviour of the real API, the
 schema is patched here, and every patch is listed under "patches" in the output.
 
-Usage: scripts/extract-api-schemas.py [RETELL_SPEC WHATSAPP_SPEC]
+Usage: scripts/extract-api-schemas.py [RETELL_SPEC WHATSAPP_SPEC [OPENAI_SPEC]]
        (default: ../shared/specs/ relative to the repository root)
 Output is deterministic: rerunning it on the same specs produces identical files.
 """
@@ -44,6 +48,7 @@ Output is deterministic: rerunning it on the same specs produces identical files
 import copy
 import json
 import os
+import shutil
 import sys
 
 import yaml
@@ -60,8 +65,14 @@ RETELL_OPERATIONS = [
     ("endChat", "patch", "/end-chat/{chat_id}"),
 ]
 WHATSAPP_SEND = ("sendMessage", "post", "/{Version}/{Phone-Number-ID}/messages")
+# The URL of a customer's media (a voice note): the stand-in checks its answers against it.
+WHATSAPP_MEDIA = ("retrieveMediaUrl", "get", "/{Version}/{Media-ID}")
 WHATSAPP_WEBHOOK_PATH = "/whatsapp/webhooks"
 WHATSAPP_WEBHOOK_ID = "webhook"
+OPENAI_TRANSCRIPTION = ("createTranscription", "post", "/audio/transcriptions")
+# The components the transcription stand-in checks its answers against, by name.
+OPENAI_SCHEMAS = ("CreateTranscriptionResponseJson", "ErrorResponse")
+OPENAI_LICENSE = "openai-openapi.LICENSE"
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # Prose keywords dropped from every schema object (never from a map of property names).
@@ -147,13 +158,13 @@ class Spec:
     def operation(self, method, path):
         return self.doc["paths"][path][method]
 
-    def json_schema(self, holder):
-        """The application/json schema of a request body or response, or None."""
+    def json_schema(self, holder, media_type="application/json"):
+        """The schema of a request body or response in `media_type`, or None."""
         holder = self.deref(holder)
         if not holder:
             return None
         content = holder.get("content") or {}
-        media = content.get("application/json")
+        media = content.get(media_type)
         if media is None or "schema" not in media:
             return None
         return standard(self.schema(media["schema"]))
@@ -169,15 +180,20 @@ class Spec:
             out[name] = example["value"]
         return out
 
-    def extract(self, operation_id, method, path):
+    def extract(self, operation_id, method, path, request_type="application/json"):
         op = self.operation(method, path)
         if op.get("operationId") != operation_id:
             sys.exit(f"{self.name}: {method.upper()} {path} has operationId "
                      f"{op.get('operationId')!r}, expected {operation_id!r}")
+        request = None
+        if "requestBody" in op:
+            request = self.json_schema(op["requestBody"], request_type)
+            if request is None:
+                sys.exit(f"{self.name}: {operation_id} has no {request_type} request body")
         return {
             "method": method.upper(),
             "path": path,
-            "request": self.json_schema(op["requestBody"]) if "requestBody" in op else None,
+            "request": request,
             "responses": self.responses(op),
         }
 
@@ -344,6 +360,17 @@ def patch_whatsapp(patcher):
     patcher.record("sendMessage: `recipient_type` and, for a text message, `type` are optional "
                    "(BaseMessageProperties requires them; the spec's examples omit them)")
 
+    # Username users (business-scoped user ids, BSUIDs) are addressed by `recipient` instead of
+    # `to` (Meta's changelog of 2026, after this spec): one of the two, then.
+    if "recipient" in base.get("properties", {}) or "to" not in base.get("required", []):
+        patcher.fail("BaseMessageProperties already has recipient, or no longer requires to")
+    base["properties"]["recipient"] = {"type": "string"}
+    base["required"] = [r for r in base["required"] if r != "to"]
+    base["anyOf"] = [{"required": ["to"]}, {"required": ["recipient"]}]
+    patcher.record("sendMessage: a message goes `to` a phone number or to a `recipient` "
+                   "(a username user's business-scoped user id, added to the API after this "
+                   "spec); one of the two is required")
+
     # LanguageObject requires `policy` (deprecated, only value "deterministic"); no example of
     # a template message has it.
     language = patcher.component("LanguageObject")
@@ -434,6 +461,7 @@ def whatsapp(spec):
     patch_whatsapp(patcher)
     op_id, method, path = WHATSAPP_SEND
     operations = {op_id: spec.extract(op_id, method, path)}
+    operations[WHATSAPP_MEDIA[0]] = spec.extract(*WHATSAPP_MEDIA)
 
     webhook_examples = {}
     hook = spec.doc["paths"][WHATSAPP_WEBHOOK_PATH]
@@ -469,6 +497,45 @@ def whatsapp(spec):
     }
 
 
+def patch_openai(patcher):
+    """Gives the operation the error answers the stand-in sends, in OpenAI's documented shape."""
+    op = patcher.spec.operation("post", OPENAI_TRANSCRIPTION[2])
+    responses = op["responses"]
+    error = {"description": "Error", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    # The 429 response is a $ref to components/responses/TooManyRequests, which the extract
+    # lacks (OpenAI's full document has no such component either).
+    if responses.get("429") != {"$ref": "#/components/responses/TooManyRequests"}:
+        patcher.fail("the 429 response of createTranscription changed")
+    if "TooManyRequests" in (patcher.spec.doc["components"].get("responses") or {}):
+        patcher.fail("components/responses/TooManyRequests exists now")
+    responses["429"] = error
+    patcher.record("createTranscription: the 429 response, a $ref to the missing "
+                   "components/responses/TooManyRequests, is ErrorResponse")
+    # OpenAI answers every error with ErrorResponse (its error-codes guide); the spec lists only
+    # 200 and 429. These are the ones the bridge tells apart.
+    for status in ("400", "401", "413", "500"):
+        if status in responses:
+            patcher.fail(f"createTranscription documents {status} now")
+        responses[status] = error
+    patcher.record("createTranscription: 400, 401, 413 and 500 answer ErrorResponse (OpenAI's "
+                   "documented error object; the spec lists only 200 and 429)")
+
+
+def openai(spec):
+    patcher = Patcher(spec)
+    patch_openai(patcher)
+    op_id, method, path = OPENAI_TRANSCRIPTION
+    schemas = spec.doc["components"]["schemas"]
+    return {
+        "source": spec.source(),
+        "dialect": DIALECT,
+        "patches": patcher.patches + expansion_note(spec),
+        "operations": {op_id: spec.extract(op_id, method, path, "multipart/form-data")},
+        "schemas": {name: standard(spec.schema(schemas[name])) for name in OPENAI_SCHEMAS},
+    }
+
+
 def write(name, data):
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, name)
@@ -479,13 +546,21 @@ def write(name, data):
 
 
 def main(argv):
-    if len(argv) not in (1, 3):
+    if len(argv) not in (1, 3, 4):
         sys.exit(__doc__)
-    retell_path = argv[1] if len(argv) == 3 else os.path.join(SPECS, "retell-openapi_2026-04.yaml")
-    whatsapp_path = (argv[2] if len(argv) == 3
+    given = len(argv) > 1
+    retell_path = argv[1] if given else os.path.join(SPECS, "retell-openapi_2026-04.yaml")
+    whatsapp_path = (argv[2] if given
                      else os.path.join(SPECS, "whatsapp-business-messaging-api_v23.0.yaml"))
+    openai_path = (argv[3] if len(argv) == 4
+                   else os.path.join(SPECS, "openai-audio-transcriptions_2026-08.json"))
     write("retell.json", retell(Spec(retell_path)))
     write("whatsapp.json", whatsapp(Spec(whatsapp_path)))
+    # JSON is YAML: Spec reads it as it reads the others.
+    write("openai.json", openai(Spec(openai_path)))
+    license_path = os.path.join(os.path.dirname(openai_path), OPENAI_LICENSE)
+    shutil.copyfile(license_path, os.path.join(OUT, OPENAI_LICENSE))
+    print(f"{os.path.relpath(os.path.join(OUT, OPENAI_LICENSE), REPO)}: copied")
 
 
 if __name__ == "__main__":

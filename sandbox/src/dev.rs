@@ -13,6 +13,11 @@
 //! `make chat` play the staff: they do what the dashboard does (a row inserted into
 //! `staff_messages` through the store's REST API, then delivered to the staff door as Supabase's
 //! Database Webhook delivers it; the pause RPCs), with the local keys.
+//!
+//! Voice notes: with the WhatsApp stand-in and no `TRANSCRIBE_URL`, the transcription stand-in
+//! transcribes them (it answers a fixed sentence); `POST /sandbox/media` (the bytes, their
+//! `Content-Type`) puts a customer's media into the WhatsApp stand-in, as Meta holds the media of
+//! a message, and answers its media id for the webhook `make chat` then sends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,7 +48,7 @@ use shared::queue::{InProcessQueue, InProcessSettings};
 use shared::store::PostgrestStore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{GraphStandIn, LocalStack, RetellStandIn, TurnstileStandIn};
+use crate::{GraphStandIn, LocalStack, RetellStandIn, TranscribeStandIn, TurnstileStandIn};
 
 /// The form secret of the sandbox, when `FORM_SHARED_SECRET` is not set.
 pub const SANDBOX_FORM_SECRET: &str = "dev-form-secret-of-the-local-sandbox";
@@ -71,6 +76,8 @@ pub struct DevBridge {
     pub retell: Option<Arc<RetellStandIn>>,
     /// Set when WhatsApp is the stand-in.
     pub graph: Option<Arc<GraphStandIn>>,
+    /// Set when the transcription API is the stand-in (WhatsApp's stand-in, no `TRANSCRIBE_URL`).
+    pub transcribe: Option<Arc<TranscribeStandIn>>,
     /// Set when Turnstile is the stand-in (no `FORM_TURNSTILE_SITE_KEY`).
     pub turnstile: Option<Arc<TurnstileStandIn>>,
     /// The hosted form's configuration (the page and browser posts).
@@ -186,6 +193,34 @@ impl DevBridge {
                 config.graph_url
             ));
             Some(Arc::new(standin))
+        };
+
+        // Only the stand-in's voice notes go to the transcription stand-in: a real customer's
+        // note must not be answered as if it said the stand-in's fixed sentence, so with the
+        // real Graph API and no TRANSCRIBE_URL voice notes get the polite reply, as deployed.
+        let transcribe = if has(&env, "TRANSCRIBE_URL") {
+            summary.push("voice notes: transcribed by the API at TRANSCRIBE_URL (real)".into());
+            None
+        } else if graph.is_some() {
+            let standin = TranscribeStandIn::start();
+            let config = standin.config();
+            env.insert("TRANSCRIBE_URL".into(), config.url.clone());
+            env.insert(
+                "TRANSCRIBE_API_KEY".into(),
+                crate::transcribe_standin::API_KEY.into(),
+            );
+            env.insert("TRANSCRIBE_MODEL".into(), config.model.clone());
+            summary.push(format!(
+                "voice notes: SANDBOX transcription stand-in at {} (every note says {:?}; \
+                 make chat: /voice)",
+                config.url,
+                crate::transcribe_standin::DEFAULT_TRANSCRIPT
+            ));
+            Some(Arc::new(standin))
+        } else {
+            summary
+                .push("voice notes: not transcribed (no TRANSCRIBE_URL): the polite reply".into());
+            None
         };
         let form_secret = env
             .entry("FORM_SHARED_SECRET".into())
@@ -330,6 +365,11 @@ impl DevBridge {
             .route("/sandbox/pause", post(sandbox_pause))
             .route("/sandbox/resume", post(sandbox_resume))
             .route("/sandbox/session", get(sandbox_session))
+            .route(
+                "/sandbox/media",
+                // A voice note may be up to 16 MB, more than the doors take.
+                post(sandbox_media).layer(DefaultBodyLimit::max(MAX_SANDBOX_MEDIA_BYTES)),
+            )
             .route(crate::turnstile_standin::SCRIPT_PATH, get(turnstile_script))
             // The doors check the size themselves, as in AWS (Meta's deliveries reach 3 MB).
             .layer(DefaultBodyLimit::max(
@@ -341,6 +381,7 @@ impl DevBridge {
             queue,
             retell,
             graph,
+            transcribe,
             turnstile,
             browser_forms,
             whatsapp,
@@ -473,6 +514,34 @@ async fn outbox(
         .map(|m| serde_json::json!({ "wamid": m.wamid, "to": m.to, "type": m.message_type, "text": m.text }))
         .collect();
     axum::Json(messages).into_response()
+}
+
+/// The largest media `POST /sandbox/media` takes: WhatsApp's limit for audio and video.
+const MAX_SANDBOX_MEDIA_BYTES: usize = 16 * 1024 * 1024;
+
+/// A customer's media into the WhatsApp stand-in (the body, with its `Content-Type`, default a
+/// voice note's): `{"id": <media id>}` for the webhook's `audio`/`image`/... object.
+async fn sandbox_media(
+    State(routes): State<Arc<Routes>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(graph) = &routes.graph else {
+        return (
+            StatusCode::NOT_FOUND,
+            "media can be added only in the sandbox (no WHATSAPP_ACCESS_TOKEN)",
+        )
+            .into_response();
+    };
+    if body.is_empty() {
+        return (StatusCode::BAD_REQUEST, "no media in the body").into_response();
+    }
+    let mime_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(crate::transcribe_standin::VOICE_NOTE_MIME_TYPE);
+    let id = graph.add_media(body.to_vec(), mime_type);
+    axum::Json(serde_json::json!({ "id": id, "mime_type": mime_type })).into_response()
 }
 
 /// What staff do in Supabase's dashboard, done through the store's REST API with the service

@@ -1,8 +1,8 @@
 //! The bridge on one machine: the local stack (PostgreSQL + a PostgREST-compatible server with
 //! Supabase's roles), moto's SQS-compatible server, the stand-ins for the services we cannot
-//! reach from here (Retell, Meta's Graph API), checked against the vendored specs, and the dev
-//! server of `make dev`. Used by `make dev`, `make chat`, the tests, chaos and the benchmarks;
-//! never linked into a Lambda binary.
+//! reach from here (Retell, Meta's Graph API, a transcription API), checked against the vendored
+//! specs, and the dev server of `make dev`. Used by `make dev`, `make chat`, the tests, chaos and
+//! the benchmarks; never linked into a Lambda binary.
 
 pub mod dev;
 pub mod graph_standin;
@@ -14,12 +14,16 @@ pub mod retell_standin;
 pub mod schema;
 pub mod stack;
 pub mod standin;
+pub mod transcribe_standin;
 pub mod turnstile_standin;
 
 pub use graph_standin::{GraphFault, GraphStandIn};
 pub use outage_proxy::OutageProxy;
 pub use retell_standin::{RetellFault, RetellOperation, RetellStandIn};
 pub use stack::{LocalStack, sign_jwt};
+pub use transcribe_standin::{
+    TranscribeFault, TranscribeStandIn, TranscriptionRequest, VOICE_NOTE_OGG,
+};
 pub use turnstile_standin::TurnstileStandIn;
 
 use std::time::Duration;
@@ -48,6 +52,7 @@ pub fn worker_config(
         whatsapp,
         engine: EngineConfig::from_env(&Env::default()).expect("the engine's defaults are valid"),
         outcome_hook: None,
+        transcribe: None,
     }
 }
 

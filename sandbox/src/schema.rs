@@ -1,5 +1,5 @@
-//! Request validation for the stand-ins of Retell and of Meta's Graph API: the schemas of the
-//! operations we call, extracted from the official specs by `scripts/extract-api-schemas.py` into
+//! Request validation for the stand-ins of Retell, of Meta's Graph API and of an OpenAI-compatible
+//! transcription API: the schemas of the operations we call, extracted from the official specs by `scripts/extract-api-schemas.py` into
 //! `sandbox/specs/*.json` (so that nothing here needs the specs themselves), checked with the
 //! `jsonschema` crate.
 //!
@@ -179,6 +179,9 @@ pub struct ApiSpec {
     request_examples: Map<String, Value>,
     #[serde(default)]
     webhook_examples: Map<String, Value>,
+    /// Named component schemas a stand-in checks its own answers against (OpenAI only).
+    #[serde(default)]
+    schemas: BTreeMap<String, Value>,
 }
 
 /// One operation: its request body schema and the schema of each response (`None`: no JSON body).
@@ -194,6 +197,9 @@ pub struct Operation {
     /// `request`, compiled on first use.
     #[serde(skip)]
     request_validator: OnceLock<Option<Validator>>,
+    /// `responses`, compiled on first use.
+    #[serde(skip)]
+    response_validators: OnceLock<BTreeMap<String, Validator>>,
 }
 
 impl ApiSpec {
@@ -207,6 +213,14 @@ impl ApiSpec {
     pub fn whatsapp() -> &'static ApiSpec {
         static SPEC: OnceLock<ApiSpec> = OnceLock::new();
         SPEC.get_or_init(|| Self::parse(include_str!("../specs/whatsapp.json")))
+    }
+
+    /// OpenAI's audio transcription, which OpenAI-compatible servers serve: `createTranscription`
+    /// (its `request` is the schema of the multipart form's fields, the file as a string), and
+    /// the schemas `CreateTranscriptionResponseJson` and `ErrorResponse`.
+    pub fn openai() -> &'static ApiSpec {
+        static SPEC: OnceLock<ApiSpec> = OnceLock::new();
+        SPEC.get_or_init(|| Self::parse(include_str!("../specs/openai.json")))
     }
 
     fn parse(json: &str) -> ApiSpec {
@@ -254,6 +268,17 @@ impl ApiSpec {
     pub fn webhook_examples(&self) -> &Map<String, Value> {
         &self.webhook_examples
     }
+
+    /// A named component schema (OpenAI only); panics when it was not extracted.
+    pub fn schema(&self, name: &str) -> &Value {
+        self.schemas.get(name).unwrap_or_else(|| {
+            panic!(
+                "{}: no schema `{name}` in sandbox/specs (have: {})",
+                self.source,
+                self.schemas.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
 }
 
 impl Operation {
@@ -276,6 +301,24 @@ impl Operation {
     pub fn response(&self, status: u16) -> Option<&Value> {
         self.responses.get(&status.to_string())?.as_ref()
     }
+
+    /// Checks the JSON body of a `status` response, as a stand-in answers it (a status the spec
+    /// gives no JSON body for is a violation: the stand-in would answer what the API does not).
+    pub fn validate_response(&self, status: u16, body: &Value) -> Result<(), Vec<SchemaViolation>> {
+        let validators = self.response_validators.get_or_init(|| {
+            self.responses
+                .iter()
+                .filter_map(|(status, schema)| Some((status.clone(), compile(schema.as_ref()?))))
+                .collect()
+        });
+        match validators.get(&status.to_string()) {
+            Some(validator) => check(validator, body),
+            None => Err(vec![SchemaViolation {
+                path: String::new(),
+                message: format!("the spec gives no JSON body for a {status} answer"),
+            }]),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -291,7 +334,10 @@ mod tests {
     /// Every schema the specs hold: each request and response of each operation.
     fn stored_schemas() -> Vec<(String, &'static Value)> {
         let mut all = Vec::new();
-        for spec in [ApiSpec::retell(), ApiSpec::whatsapp()] {
+        for spec in [ApiSpec::retell(), ApiSpec::whatsapp(), ApiSpec::openai()] {
+            for (name, schema) in &spec.schemas {
+                all.push((name.clone(), schema));
+            }
             for (id, operation) in &spec.operations {
                 if let Some(request) = &operation.request {
                     all.push((format!("{id} request"), request));
@@ -802,6 +848,110 @@ mod tests {
                 "/entry/0/changes/0/value/messages/0/text: Additional properties are not allowed ('bodyy' was unexpected)"
             ),
             "{found:#?}"
+        );
+    }
+
+    /// A username user's business-scoped user id goes in `recipient`, in place of `to`.
+    #[test]
+    fn whatsapp_send_to_a_recipient_user_id() {
+        let send = ApiSpec::whatsapp().operation("sendMessage");
+        let mut reply = text(json!({"body": "hola"}));
+        reply.as_object_mut().unwrap().remove("to");
+        reply["recipient"] = json!("US.13491208655302741918");
+        send.validate_request(&reply).unwrap();
+        reply.as_object_mut().unwrap().remove("recipient");
+        let found = strings(&send.validate_request(&reply).unwrap_err());
+        assert!(
+            found
+                .iter()
+                .any(|f| f.contains("\"to\" is a required property")),
+            "{found:#?}"
+        );
+    }
+
+    /// The form fields of a transcription request, as the stand-in reads them from the multipart
+    /// body (the file as a string).
+    #[test]
+    fn openai_transcription_request() {
+        let openai = ApiSpec::openai();
+        assert!(
+            openai.source().starts_with("openai-audio-transcriptions"),
+            "{}",
+            openai.source()
+        );
+        let op = openai.operation("createTranscription");
+        assert_eq!(
+            (op.method.as_str(), op.path.as_str()),
+            ("POST", "/audio/transcriptions")
+        );
+        let good = json!({"file": "voice-note.ogg", "model": "whisper-1", "language": "es",
+                          "response_format": "json", "temperature": 0});
+        op.validate_request(&good).unwrap();
+        // Any model name: OpenAI-compatible servers have their own.
+        op.validate_request(&json!({"file": "a.ogg", "model": "whisper-large-v3"}))
+            .unwrap();
+        let found = op
+            .validate_request(&json!({"file": "a.ogg", "model": "whisper-1", "lang": "es"}))
+            .unwrap_err();
+        assert_eq!(
+            strings(&found),
+            [": Additional properties are not allowed ('lang' was unexpected)"]
+        );
+        let found = op
+            .validate_request(&json!({"model": "whisper-1"}))
+            .unwrap_err();
+        assert_eq!(strings(&found), [r#": "file" is a required property"#]);
+        let found = op
+            .validate_request(
+                &json!({"file": "a.ogg", "model": "whisper-1", "response_format": "xml"}),
+            )
+            .unwrap_err();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].path, "/response_format");
+    }
+
+    #[test]
+    fn openai_transcription_answers() {
+        let openai = ApiSpec::openai();
+        let json_answer = openai.schema("CreateTranscriptionResponseJson");
+        validate(
+            json_answer,
+            &json!({"text": "hola", "usage": {"type": "duration", "seconds": 3}}),
+        )
+        .unwrap();
+        assert!(validate(json_answer, &json!({"txt": "hola"})).is_err());
+        assert!(
+            validate(
+                json_answer,
+                &json!({"text": "hola", "usage": {"type": "duration"}})
+            )
+            .is_err()
+        );
+        // The operation's 200 is any of the formats; the json one among them.
+        let op = openai.operation("createTranscription");
+        validate(
+            op.response(200).expect("a 200 body"),
+            &json!({"text": "hola"}),
+        )
+        .unwrap();
+        let error = json!({"error": {"message": "Invalid API key", "type": "invalid_request_error",
+                                     "param": null, "code": "invalid_api_key"}});
+        validate(openai.schema("ErrorResponse"), &error).unwrap();
+        for status in [400, 401, 413, 429, 500] {
+            let schema = op.response(status).expect("an error body");
+            validate(schema, &error).unwrap();
+            assert!(
+                validate(schema, &json!({"message": "no"})).is_err(),
+                "{status}"
+            );
+        }
+        assert!(
+            openai
+                .patches()
+                .iter()
+                .any(|p| p.contains("TooManyRequests")),
+            "{:#?}",
+            openai.patches()
         );
     }
 

@@ -32,6 +32,8 @@ pub struct WorkerConfig {
     pub engine: EngineConfig,
     /// Where each analysed chat's outcome is POSTed, when the business wants them.
     pub outcome_hook: Option<OutcomeHookConfig>,
+    /// Where voice notes are transcribed (`TRANSCRIBE_URL`); unset, they get the polite reply.
+    pub transcribe: Option<TranscribeConfig>,
 }
 
 impl WorkerConfig {
@@ -42,7 +44,57 @@ impl WorkerConfig {
             whatsapp: WhatsAppConfig::from_env(env)?,
             engine: EngineConfig::from_env(env)?,
             outcome_hook: OutcomeHookConfig::from_env(env)?,
+            transcribe: TranscribeConfig::from_env(env)?,
         })
+    }
+}
+
+/// An OpenAI-compatible transcription API (OpenAI, Groq, a self-hosted Whisper server):
+/// `TRANSCRIBE_URL` is its base URL as OpenAI clients take it (`https://api.openai.com/v1`), and
+/// voice notes are posted to `<TRANSCRIBE_URL>/audio/transcriptions`.
+#[derive(Debug, Clone)]
+pub struct TranscribeConfig {
+    /// The base URL, without a trailing slash.
+    pub url: String,
+    /// `TRANSCRIBE_API_KEY`, sent as a bearer token (optional: a self-hosted server may need none).
+    pub api_key: Option<SecretString>,
+    /// `TRANSCRIBE_MODEL`, default `whisper-1`.
+    pub model: String,
+    /// `TRANSCRIBE_LANGUAGE` (ISO-639-1): the language hint for every voice note; unset, it is
+    /// taken from the customer's country code.
+    pub language: Option<String>,
+    /// `TRANSCRIBE_TIMEOUT_SECONDS`, default 60: how long one transcription may take.
+    pub request_timeout: Duration,
+    /// `VOICE_NOTE_MAX_BYTES`, default 16 MB (WhatsApp's own limit for audio).
+    pub max_bytes: u64,
+    /// `VOICE_NOTE_MAX_SECONDS`, default 300: longer notes get the polite reply.
+    pub max_duration: Duration,
+}
+
+impl TranscribeConfig {
+    /// `None` when `TRANSCRIBE_URL` is unset.
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = env.url("TRANSCRIBE_URL")? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            url: without_trailing_slash(url),
+            api_key: env
+                .optional("TRANSCRIBE_API_KEY")
+                .map(|key| SecretString::from(key.to_owned())),
+            model: env
+                .optional("TRANSCRIBE_MODEL")
+                .unwrap_or("whisper-1")
+                .to_owned(),
+            language: env.optional("TRANSCRIBE_LANGUAGE").map(str::to_owned),
+            request_timeout: Duration::from_secs(
+                env.parsed("TRANSCRIBE_TIMEOUT_SECONDS")?.unwrap_or(60),
+            ),
+            max_bytes: env
+                .parsed("VOICE_NOTE_MAX_BYTES")?
+                .unwrap_or(16 * 1024 * 1024),
+            max_duration: Duration::from_secs(env.parsed("VOICE_NOTE_MAX_SECONDS")?.unwrap_or(300)),
+        }))
     }
 }
 
@@ -732,6 +784,100 @@ pub struct EngineConfig {
     /// What marks a staff message when the agent hears of it (`CONTEXT_STAFF_MARKER`, default
     /// `[Equipo]`).
     pub context_staff_marker: String,
+    /// What the agent reads for a message with no text of its own (`MEDIA_MARKERS`).
+    pub media_markers: MediaMarkers,
+    /// The message types that go to the agent (`AGENT_MESSAGE_TYPES`); the others get
+    /// `unsupported_reply`. Reactions are never answered, whatever this says.
+    pub agent_message_types: Vec<String>,
+    /// How many turns may try to transcribe a voice note before it is taken as unhearable
+    /// (`TRANSCRIBE_ATTEMPTS`, default 3, at most `TURN_MAX_ATTEMPTS`: the polite reply must go
+    /// out before the message is given up).
+    pub transcribe_attempts: u32,
+    /// How often "typing…" is shown again while the agent thinks (`TYPING_RENEWAL_SECONDS`,
+    /// default 20: WhatsApp drops it after 25 seconds).
+    pub typing_renewal: Duration,
+}
+
+/// The message types [`EngineConfig::agent_message_types`] may name: those the engine can tell
+/// the agent about.
+pub const AGENT_MESSAGE_TYPES: [&str; 10] = [
+    "text",
+    "button",
+    "interactive",
+    "image",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "audio",
+];
+
+/// The word in brackets the agent reads for each kind of message without text of its own:
+/// `[imagen] mi casa`, `[documento: contrato.pdf]`, `[nota de voz] <transcript>`.
+/// `MEDIA_MARKERS` overrides any of them: `image=foto,audio=audio`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaMarkers {
+    pub image: String,
+    pub video: String,
+    pub document: String,
+    pub sticker: String,
+    pub location: String,
+    pub contacts: String,
+    pub audio: String,
+}
+
+impl Default for MediaMarkers {
+    fn default() -> Self {
+        Self {
+            image: "imagen".into(),
+            video: "video".into(),
+            document: "documento".into(),
+            sticker: "sticker".into(),
+            location: "ubicación".into(),
+            contacts: "contacto".into(),
+            audio: "nota de voz".into(),
+        }
+    }
+}
+
+impl MediaMarkers {
+    /// The defaults with `overrides` (`type=word`, comma-separated) applied.
+    fn parse(overrides: &str) -> Result<Self, String> {
+        let mut markers = Self::default();
+        for pair in overrides
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (kind, word) = pair
+                .split_once('=')
+                .map(|(kind, word)| (kind.trim(), word.trim()))
+                .ok_or_else(|| format!("{pair:?} is not `type=word`"))?;
+            if word.is_empty() || word.contains(['[', ']']) {
+                return Err(format!(
+                    "{kind}: give a word without brackets (they are added)"
+                ));
+            }
+            let slot = match kind {
+                "image" => &mut markers.image,
+                "video" => &mut markers.video,
+                "document" => &mut markers.document,
+                "sticker" => &mut markers.sticker,
+                "location" => &mut markers.location,
+                "contacts" => &mut markers.contacts,
+                "audio" => &mut markers.audio,
+                other => {
+                    return Err(format!(
+                        "{other:?} is not one of image, video, document, sticker, location, \
+                         contacts, audio"
+                    ));
+                }
+            };
+            *slot = word.to_owned();
+        }
+        Ok(markers)
+    }
 }
 
 impl EngineConfig {
@@ -757,6 +903,27 @@ impl EngineConfig {
                     });
                 }
             };
+        let max_attempts = match env.parsed("TURN_MAX_ATTEMPTS")?.unwrap_or(5) {
+            attempts @ 1..=100 => attempts,
+            other => {
+                return Err(ConfigError::Malformed {
+                    name: "TURN_MAX_ATTEMPTS",
+                    reason: format!("{other} is not between 1 and 100"),
+                });
+            }
+        };
+        let transcribe_attempts = match env.parsed("TRANSCRIBE_ATTEMPTS")?.unwrap_or(3) {
+            attempts if (1..=max_attempts).contains(&attempts) => attempts,
+            other => {
+                return Err(ConfigError::Malformed {
+                    name: "TRANSCRIBE_ATTEMPTS",
+                    reason: format!(
+                        "{other} is not between 1 and TURN_MAX_ATTEMPTS ({max_attempts}): a \
+                         voice note must get the polite reply before it is given up"
+                    ),
+                });
+            }
+        };
         Ok(Self {
             opt_out_words: words("OPT_OUT_WORDS", "STOP,BAJA,CANCELAR,UNSUBSCRIBE"),
             opt_in_words: words("OPT_IN_WORDS", "START,ALTA,REANUDAR"),
@@ -775,20 +942,56 @@ impl EngineConfig {
             open_with_empty_completion,
             name_fallback: text("CUSTOMER_NAME_FALLBACK", "cliente"),
             turn_lease: Duration::from_secs(env.parsed("TURN_LEASE_SECONDS")?.unwrap_or(300)),
-            max_attempts: match env.parsed("TURN_MAX_ATTEMPTS")?.unwrap_or(5) {
-                attempts @ 1..=100 => attempts,
-                other => {
-                    return Err(ConfigError::Malformed {
-                        name: "TURN_MAX_ATTEMPTS",
-                        reason: format!("{other} is not between 1 and 100"),
-                    });
-                }
-            },
+            max_attempts,
             carry_over_messages: env.parsed("CARRY_OVER_MESSAGES")?.unwrap_or(10),
             context_customer_marker: text("CONTEXT_CUSTOMER_MARKER", "[Cliente]"),
             context_staff_marker: text("CONTEXT_STAFF_MARKER", "[Equipo]"),
+            media_markers: MediaMarkers::parse(env.optional("MEDIA_MARKERS").unwrap_or(""))
+                .map_err(|reason| ConfigError::Malformed {
+                    name: "MEDIA_MARKERS",
+                    reason,
+                })?,
+            agent_message_types: agent_message_types(env)?,
+            transcribe_attempts,
+            typing_renewal: match env.parsed("TYPING_RENEWAL_SECONDS")?.unwrap_or(20) {
+                seconds @ 1..=24 => Duration::from_secs(seconds),
+                other => {
+                    return Err(ConfigError::Malformed {
+                        name: "TYPING_RENEWAL_SECONDS",
+                        reason: format!(
+                            "{other} is not between 1 and 24 (WhatsApp drops it after 25)"
+                        ),
+                    });
+                }
+            },
         })
     }
+}
+
+/// `AGENT_MESSAGE_TYPES`: the types that go to the agent, each one it can be told about.
+fn agent_message_types(env: &Env) -> Result<Vec<String>, ConfigError> {
+    let Some(listed) = env.optional("AGENT_MESSAGE_TYPES") else {
+        return Ok(AGENT_MESSAGE_TYPES.map(str::to_owned).to_vec());
+    };
+    listed
+        .split(',')
+        .map(str::trim)
+        .filter(|kind| !kind.is_empty())
+        .map(|kind| {
+            if AGENT_MESSAGE_TYPES.contains(&kind) {
+                Ok(kind.to_owned())
+            } else {
+                Err(ConfigError::Malformed {
+                    name: "AGENT_MESSAGE_TYPES",
+                    reason: format!(
+                        "{kind:?} is not one of {} (reactions are never answered, and \
+                         `unsupported` keeps the fixed reply)",
+                        AGENT_MESSAGE_TYPES.join(", ")
+                    ),
+                })
+            }
+        })
+        .collect()
 }
 
 /// A base URL to append paths to: `https://host/rest/v1`, never `https://host/rest/v1/`.
@@ -1176,5 +1379,57 @@ mod tests {
         let engine = EngineConfig::from_env(&env).unwrap();
         assert_eq!(engine.context_customer_marker, "[Customer]");
         assert_eq!(engine.context_staff_marker, "[Staff]");
+    }
+
+    #[test]
+    fn media_markers_and_agent_types_have_defaults_and_are_checked() {
+        let engine = EngineConfig::from_env(&Env::default()).unwrap();
+        assert_eq!(engine.media_markers, MediaMarkers::default());
+        assert_eq!(engine.media_markers.location, "ubicación");
+        assert_eq!(engine.agent_message_types, AGENT_MESSAGE_TYPES.to_vec());
+        assert_eq!(engine.transcribe_attempts, 3);
+        assert_eq!(engine.typing_renewal, Duration::from_secs(20));
+
+        let env = Env::from_pairs([
+            ("MEDIA_MARKERS", "image=foto, audio = audio"),
+            ("AGENT_MESSAGE_TYPES", "text, audio"),
+            ("TRANSCRIBE_ATTEMPTS", "2"),
+            ("TYPING_RENEWAL_SECONDS", "10"),
+        ]);
+        let engine = EngineConfig::from_env(&env).unwrap();
+        assert_eq!(engine.media_markers.image, "foto");
+        assert_eq!(engine.media_markers.audio, "audio");
+        assert_eq!(
+            engine.media_markers.video, "video",
+            "the others keep their default"
+        );
+        assert_eq!(engine.agent_message_types, ["text", "audio"]);
+        assert_eq!(engine.transcribe_attempts, 2);
+        assert_eq!(engine.typing_renewal, Duration::from_secs(10));
+
+        let refused = |pairs: &[(&'static str, &'static str)]| match EngineConfig::from_env(
+            &Env::from_pairs(pairs.iter().copied()),
+        ) {
+            Err(ConfigError::Malformed { name, .. }) => name,
+            other => panic!("{pairs:?}: {other:?}"),
+        };
+        assert_eq!(refused(&[("MEDIA_MARKERS", "gif=gif")]), "MEDIA_MARKERS");
+        assert_eq!(
+            refused(&[("MEDIA_MARKERS", "image=[foto]")]),
+            "MEDIA_MARKERS"
+        );
+        assert_eq!(refused(&[("MEDIA_MARKERS", "image")]), "MEDIA_MARKERS");
+        assert_eq!(
+            refused(&[("AGENT_MESSAGE_TYPES", "text,reaction")]),
+            "AGENT_MESSAGE_TYPES"
+        );
+        assert_eq!(
+            refused(&[("TURN_MAX_ATTEMPTS", "2"), ("TRANSCRIBE_ATTEMPTS", "3")]),
+            "TRANSCRIBE_ATTEMPTS"
+        );
+        assert_eq!(
+            refused(&[("TYPING_RENEWAL_SECONDS", "25")]),
+            "TYPING_RENEWAL_SECONDS"
+        );
     }
 }

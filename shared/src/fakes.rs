@@ -231,6 +231,14 @@ impl SessionStore for FakeStore {
     ) -> Result<bool, StoreError> {
         unimplemented!("not used by the form")
     }
+    async fn save_transcript(
+        &self,
+        _: TurnId,
+        _: &crate::domain::MessageId,
+        _: &str,
+    ) -> Result<bool, StoreError> {
+        unimplemented!("not used by the form")
+    }
     async fn record_sent_reply(&self, _: TurnId, _: &[OutboundMessage]) -> Result<(), StoreError> {
         unimplemented!("not used by the form")
     }

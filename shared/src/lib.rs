@@ -23,4 +23,5 @@ pub mod signature;
 pub mod store;
 pub mod sweep;
 pub mod telemetry;
+pub mod transcribe;
 pub mod whatsapp;

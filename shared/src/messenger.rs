@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 
-use crate::domain::{AccountProblem, CustomerKey, MessageId};
+use crate::domain::{AccountProblem, CustomerKey, MessageId, Session};
 
 /// Who a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,18 @@ impl Recipient {
             Self::Phone(format!("+{key}"))
         } else {
             Self::User(key.to_owned())
+        }
+    }
+
+    /// A customer as their session knows them: by phone, else by their business-scoped user id
+    /// as WhatsApp last reported it (it changes; the session keeps the key it started with).
+    pub fn for_session(session: &Session) -> Self {
+        match (
+            Self::for_customer(&session.customer_key),
+            &session.whatsapp_user_id,
+        ) {
+            (Self::User(_), Some(current)) => Self::User(current.clone()),
+            (recipient, _) => recipient,
         }
     }
 }
@@ -46,6 +58,23 @@ pub struct SentMessage {
     pub body: String,
     /// The request body as sent, for the record.
     pub payload: serde_json::Value,
+}
+
+/// A media file a customer sent (a voice note), downloaded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Media {
+    pub bytes: Vec<u8>,
+    /// As WhatsApp gave it: `audio/ogg; codecs=opus`.
+    pub mime_type: String,
+}
+
+impl fmt::Debug for Media {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Media")
+            .field("bytes", &self.bytes.len())
+            .field("mime_type", &self.mime_type)
+            .finish()
+    }
 }
 
 /// Graph's error object: `{"error": {"code", "message", "error_data": {"details"}, ...}}`.
@@ -96,6 +125,9 @@ pub enum MessengerError {
     Connect(String),
     #[error("WhatsApp answered something unexpected")]
     Unexpected(#[source] anyhow::Error),
+    /// A media file larger than the caller takes: it is not downloaded (or not past the limit).
+    #[error("the media file has more than the {limit} bytes allowed")]
+    MediaTooLarge { limit: u64 },
 }
 
 impl MessengerError {
@@ -158,6 +190,14 @@ pub trait Messenger: Send + Sync {
         message: &MessageId,
         show_typing: bool,
     ) -> impl Future<Output = Result<(), MessengerError>> + Send;
+
+    /// Downloads a media file a customer sent, by its id; one larger than `max_bytes` is
+    /// refused ([`MessengerError::MediaTooLarge`]) without reading it whole.
+    fn fetch_media(
+        &self,
+        media_id: &str,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Media, MessengerError>> + Send;
 }
 
 #[cfg(test)]

@@ -42,6 +42,13 @@ pub enum Metric {
     StaffMessagesSent,
     /// A form's outreach held by the daily limit (form-intake); the template's alarm watches it.
     OutreachHeld,
+    /// Voice notes transcribed.
+    Transcriptions,
+    /// Downloading and transcribing one voice note (milliseconds).
+    TranscriptionLatency,
+    /// Voice notes given up on (too long, refused, or failing past `TRANSCRIBE_ATTEMPTS`): the
+    /// customer got the polite reply, or the agent a marker.
+    UnheardVoiceNotes,
 }
 
 impl Metric {
@@ -60,12 +67,15 @@ impl Metric {
             Self::DeadlineReleases => "DeadlineReleases",
             Self::StaffMessagesSent => "StaffMessagesSent",
             Self::OutreachHeld => "OutreachHeld",
+            Self::Transcriptions => "Transcriptions",
+            Self::TranscriptionLatency => "TranscriptionLatency",
+            Self::UnheardVoiceNotes => "UnheardVoiceNotes",
         }
     }
 
     fn unit(self) -> &'static str {
         match self {
-            Self::TurnLatency | Self::ReplyDelay => "Milliseconds",
+            Self::TurnLatency | Self::ReplyDelay | Self::TranscriptionLatency => "Milliseconds",
             _ => "Count",
         }
     }

@@ -28,7 +28,7 @@ pub const SECRET_ID_VARIABLE: &str = "BRIDGE_SECRET_ID";
 /// A Secrets Manager-compatible endpoint for local runs and the benchmarks.
 pub const ENDPOINT_VARIABLE: &str = "SECRETS_MANAGER_ENDPOINT_URL";
 /// Every variable the secret holds; each function reads some of them.
-pub const SECRET_VARIABLES: [&str; 10] = [
+pub const SECRET_VARIABLES: [&str; 11] = [
     "SUPABASE_SERVICE_ROLE_KEY",
     "RETELL_API_KEY",
     "WHATSAPP_ACCESS_TOKEN",
@@ -39,15 +39,18 @@ pub const SECRET_VARIABLES: [&str; 10] = [
     "STAFF_WEBHOOK_SECRET",
     "RETELL_WEBHOOK_API_KEY",
     "OUTCOME_WEBHOOK_SECRET",
+    "TRANSCRIBE_API_KEY",
 ];
 /// Keys a secret may lack: the hosted form's Turnstile secret is needed only with its site key
 /// (`FORM_TURNSTILE_SITE_KEY`), and the configuration says so when it is missing then; Retell's
 /// webhook key is needed only when it is not `RETELL_API_KEY`, and the outcome hook's secret
-/// only with `OUTCOME_WEBHOOK_URL`.
-pub const OPTIONAL_SECRET_VARIABLES: [&str; 3] = [
+/// only with `OUTCOME_WEBHOOK_URL`; the transcription key only with `TRANSCRIBE_URL`, and not
+/// even then for a self-hosted server without one.
+pub const OPTIONAL_SECRET_VARIABLES: [&str; 4] = [
     "FORM_TURNSTILE_SECRET",
     "RETELL_WEBHOOK_API_KEY",
     "OUTCOME_WEBHOOK_SECRET",
+    "TRANSCRIBE_API_KEY",
 ];
 /// The whole read, retries included: INIT has 10 s.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(6);

@@ -1,7 +1,7 @@
 //! `make bench`: the functions' release binaries run under a local Lambda Runtime API against
-//! the local stack (PostgreSQL behind `postrust`), moto's SQS and the Retell and Graph
-//! stand-ins, all on loopback. It measures ingress latency under load, the worker's own time per
-//! turn and its database round trips, cold starts against a hello-world function, binary sizes
+//! the local stack (PostgreSQL behind `postrust`), moto's SQS and the Retell, Graph and
+//! transcription stand-ins, all on loopback. It measures ingress latency under load, the worker's
+//! own time per turn (of a text, and of a voice note) and its database round trips, cold starts against a hello-world function, binary sizes
 //! and peak memory, and reports them beside the product's targets. Benchmarks report; they
 //! never fail on a missed target.
 
@@ -11,7 +11,7 @@ mod instant_secrets;
 mod instant_sqs;
 pub mod report;
 pub mod runtime_api;
-mod worker;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +23,10 @@ use crate::runtime_api::LambdaFunction;
 use instant_secrets::InstantSecrets;
 use instant_sqs::InstantSqs;
 use sandbox::moto::MotoServer;
-use sandbox::{GraphStandIn, LocalStack, RetellStandIn, graph_standin, retell_standin};
+use sandbox::{
+    GraphStandIn, LocalStack, RetellStandIn, TranscribeStandIn, graph_standin, retell_standin,
+    transcribe_standin,
+};
 
 pub use cold_start::ColdStartReport;
 pub use report::Report;
@@ -39,6 +42,9 @@ const APP_SECRET: &str = "bench-app-secret";
 /// The token the verification fixture echoes.
 const VERIFY_TOKEN: &str = "standin-verify-token";
 const FORM_SECRET: &str = "bench-form-secret-of-32-characters";
+/// The worker's Timeout in template.yaml: the time a turn plans its steps by (a voice note's
+/// transcription gets what the completion and the reply leave of it).
+const WORKER_TIMEOUT: Duration = Duration::from_secs(180);
 /// Time for a process's INIT before it counts as failed.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,6 +67,7 @@ pub struct Bench {
     stack: LocalStack,
     retell: RetellStandIn,
     graph: GraphStandIn,
+    transcribe: TranscribeStandIn,
     moto: MotoServer,
     _instant_sqs: InstantSqs,
     /// The FIFO queue of turns on moto, and on the instant SQS.
@@ -107,6 +114,7 @@ impl Bench {
             stack,
             retell: RetellStandIn::start(),
             graph: GraphStandIn::start(),
+            transcribe: TranscribeStandIn::start(),
             moto,
             _instant_sqs: instant_sqs,
             queues,
@@ -127,6 +135,7 @@ impl Bench {
             queue: &self.queues[0],
             retell: self.retell.config(),
             whatsapp: self.graph.config(),
+            transcribe: self.transcribe.config(),
         };
         let secrets = InstantSecrets::start(services.secret_string());
         let cold_starts = cold_start::measure(self.quick(), |name, with_secret| {
@@ -136,6 +145,11 @@ impl Bench {
         .await?;
         let sizes = report::Sizes::read(&self.settings.binaries, &self.settings.lambda_bootstraps);
         Ok(Report::new(machine, ingress, worker, cold_starts, sizes))
+    }
+
+    /// The worker's figures alone (`bench --worker-only`).
+    pub async fn measure_worker(&self) -> Result<worker::WorkerReport> {
+        worker::measure(self).await
     }
 
     /// `name`'s release binary with the environment its deployment gives it, pointed at the
@@ -153,6 +167,7 @@ impl Bench {
             queue,
             retell: self.retell.config(),
             whatsapp: self.graph.config(),
+            transcribe: self.transcribe.config(),
         };
         lambda_function(&self.settings, name, &services, None)
     }
@@ -165,12 +180,17 @@ impl Bench {
 /// `bench --cold-start-only`: the cold starts alone, without the local stack or moto. INIT
 /// reaches no network, and the first events (a verification GET, a preflight, an empty batch)
 /// touch neither the store nor the queue, so the functions are pointed at an address nothing
-/// answers; the Retell and Graph stand-ins (in-process) give the worker its configuration. Each
+/// answers; the Retell, Graph and transcription stand-ins (in-process) give the worker its
+/// configuration. Each
 /// function starts twice: with its secrets in the environment, and reading them from a Secrets
 /// Manager stand-in (`BRIDGE_SECRET_ID`), as deployed.
 pub async fn measure_cold_starts(settings: &Settings) -> Result<ColdStartReport> {
     prepare(settings)?;
-    let (retell, graph) = (RetellStandIn::start(), GraphStandIn::start());
+    let (retell, graph, transcribe) = (
+        RetellStandIn::start(),
+        GraphStandIn::start(),
+        TranscribeStandIn::start(),
+    );
     let queue = TurnQueue {
         name: "none",
         queue_url: format!("http://{NOTHING_ANSWERS}/123456789012/bench-turns.fifo"),
@@ -184,6 +204,7 @@ pub async fn measure_cold_starts(settings: &Settings) -> Result<ColdStartReport>
         queue: &queue,
         retell: retell.config(),
         whatsapp: graph.config(),
+        transcribe: transcribe.config(),
     };
     let secrets = InstantSecrets::start(services.secret_string());
     cold_start::measure(settings.quick, |name, with_secret| {
@@ -221,6 +242,7 @@ struct Services<'a> {
     queue: &'a TurnQueue,
     retell: shared::config::RetellConfig,
     whatsapp: shared::config::WhatsAppConfig,
+    transcribe: shared::config::TranscribeConfig,
 }
 
 impl Services<'_> {
@@ -233,6 +255,7 @@ impl Services<'_> {
             "WHATSAPP_APP_SECRET": APP_SECRET,
             "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
             "FORM_SHARED_SECRET": FORM_SECRET,
+            "TRANSCRIBE_API_KEY": transcribe_standin::API_KEY,
         })
         .to_string()
     }
@@ -282,6 +305,7 @@ fn lambda_function(
         }
         CONVERSATION_WORKER => {
             let (retell, whatsapp) = (services.retell.clone(), services.whatsapp.clone());
+            let transcribe = services.transcribe.clone();
             // Where it gives failed records back and the sweeper queues.
             env.extend(queue);
             env.extend([
@@ -297,6 +321,10 @@ fn lambda_function(
                 ("WHATSAPP_API_VERSION", whatsapp.api_version),
                 ("WHATSAPP_TEMPLATE_NAME", whatsapp.template_name),
                 ("WHATSAPP_TEMPLATE_LANGUAGE", whatsapp.template_language),
+                // Voice notes transcribed, as a deployment that sets TRANSCRIBE_URL does.
+                ("TRANSCRIBE_URL", transcribe.url),
+                ("TRANSCRIBE_API_KEY", transcribe_standin::API_KEY.to_owned()),
+                ("TRANSCRIBE_MODEL", transcribe.model),
             ]);
         }
         _ => env.clear(), // hello-lambda reads nothing
@@ -327,6 +355,7 @@ fn lambda_function(
             .map(|(name, value)| (name.to_owned(), value))
             .collect(),
         log: Some(settings.output.join("logs").join(format!("{name}.log"))),
+        timeout: (name == CONVERSATION_WORKER).then_some(WORKER_TIMEOUT),
     }
 }
 

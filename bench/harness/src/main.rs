@@ -1,7 +1,8 @@
-//! `bench [--quick] [--cold-start-only]`: the benchmarks of `make bench` (see the
+//! `bench [--quick] [--cold-start-only | --worker-only]`: the benchmarks of `make bench` (see the
 //! `bench_harness` library). Prints the table, writes `target/bench/report.json` (with
 //! `--cold-start-only`, only the cold starts, without the local stack, to
-//! `target/bench/cold-starts.json`). Exits non-zero only when it could not run: a missed target is
+//! `target/bench/cold-starts.json`; with `--worker-only`, only the worker's figures, to
+//! `target/bench/worker.json`, to try a change to the worker without the whole run). Exits non-zero only when it could not run: a missed target is
 //! reported, not failed.
 
 use std::path::PathBuf;
@@ -45,6 +46,16 @@ async fn run() -> anyhow::Result<()> {
                 .context("locating the report")?
                 .display()
         );
+        return Ok(());
+    }
+    if std::env::args().any(|arg| arg == "--worker-only") {
+        let path = settings.output.join("worker.json");
+        let bench = Bench::set_up(settings).await?;
+        let worker = bench.measure_worker().await?;
+        drop(bench);
+        std::fs::write(&path, serde_json::to_vec_pretty(&worker)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: the worker's figures in {}", path.display());
         return Ok(());
     }
     let report_path = settings.output.join("report.json");

@@ -163,7 +163,7 @@ impl Report {
                 machine.cores
             ),
             "The ingress functions run twice: with moto (a Python SQS server) behind them, and with an instant SQS stand-in that answers SendMessage at once, so their own time shows apart from moto's. moto takes milliseconds per SendMessage and scans its whole FIFO queue on each, so it is emptied before every run.".into(),
-            "The worker's own time is the invocation's wall time minus the time spent inside the Retell and Graph stand-ins' handlers; loopback HTTP to them counts as ours.".into(),
+            "The worker's own time is the invocation's wall time minus the time spent inside the Retell, Graph and transcription stand-ins' handlers; loopback HTTP to them counts as ours. A voice-note turn's own time leaves out the media's lookup and download (the Graph stand-in's) and the transcription (the transcription stand-in's), and counts the duration check and the saved transcript.".into(),
             "Binaries are this machine's release build (x86_64); the Lambda bootstraps are listed when make build left them in target/lambda.".into(),
         ];
         Report {
@@ -335,6 +335,19 @@ impl Report {
             ),
             ("turn: wall", &worker.turn.wall, "", ""),
             ("turn: inside the stand-ins", &worker.turn.standins, "", ""),
+            (
+                "voice-note turn: our own time",
+                &worker.voice_turn.own,
+                "",
+                "",
+            ),
+            ("voice-note turn: wall", &worker.voice_turn.wall, "", ""),
+            (
+                "voice-note turn: in stand-ins",
+                &worker.voice_turn.standins,
+                "",
+                "",
+            ),
             ("start: our own time", &worker.start.own, "", ""),
             ("start: wall", &worker.start.wall, "", ""),
         ];
@@ -357,6 +370,15 @@ impl Report {
             worker.start.failures,
             worker.turn.standin_requests_per_job,
             worker.start.standin_requests_per_job
+        );
+        let _ = writeln!(
+            out,
+            "voice-note turns: {} failed, {} of {} transcribed, stand-in requests per turn {:.1}, CPU {:.2} ms per turn",
+            worker.voice_turn.failures,
+            worker.voice_notes_transcribed,
+            worker.voice_turn.wall.count,
+            worker.voice_turn.standin_requests_per_job,
+            worker.voice_turn.cpu_ms_per_job
         );
         let trips = &worker.db_round_trips;
         let calls = |calls: &std::collections::BTreeMap<String, f64>| {

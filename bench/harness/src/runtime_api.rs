@@ -27,7 +27,8 @@ use axum::routing::{get, post};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
-/// The answer a caller waits for at most, as a function's timeout.
+/// The answer a caller waits for at most, as a function's timeout, unless the function has its
+/// own ([`LambdaFunction::timeout`]).
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(30);
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
@@ -40,6 +41,9 @@ pub struct LambdaFunction {
     pub env: Vec<(String, String)>,
     /// Where the process's stdout and stderr (its logs) go, appended; else nowhere.
     pub log: Option<PathBuf>,
+    /// Its deployed timeout (template.yaml), the deadline each invocation is handed: the
+    /// worker plans a turn's steps by the time left. `None`: [`INVOCATION_TIMEOUT`].
+    pub timeout: Option<Duration>,
 }
 
 /// One invocation, answered.
@@ -91,6 +95,8 @@ struct HandedOut {
 /// What every endpoint of a function shares: the queue and the invocations handed out.
 struct Invocations {
     function_arn: String,
+    /// The function's timeout: each invocation's deadline, and how long a caller waits.
+    timeout: Duration,
     /// One poller at a time waits on the queue; the tokio mutex hands it over in order.
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<QueuedEvent>>,
     handed_out: Mutex<HashMap<String, HandedOut>>,
@@ -124,10 +130,15 @@ pub struct RuntimeApi {
 impl RuntimeApi {
     /// An API with no instance yet.
     pub fn new(function_name: &str) -> RuntimeApi {
+        Self::with_timeout(function_name, INVOCATION_TIMEOUT)
+    }
+
+    fn with_timeout(function_name: &str, timeout: Duration) -> RuntimeApi {
         let (queue, events) = mpsc::unbounded_channel();
         RuntimeApi {
             invocations: Arc::new(Invocations {
                 function_arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"),
+                timeout,
                 queue: tokio::sync::Mutex::new(events),
                 handed_out: Mutex::default(),
                 init_errors: Mutex::default(),
@@ -141,7 +152,8 @@ impl RuntimeApi {
     /// `instances` processes of `function`, started now, each with its own endpoint. Does not
     /// wait for their INIT: see [`Self::wait_until_initialized`].
     pub async fn start(function: &LambdaFunction, instances: usize) -> Result<RuntimeApi> {
-        let mut api = RuntimeApi::new(&function.name);
+        let timeout = function.timeout.unwrap_or(INVOCATION_TIMEOUT);
+        let mut api = RuntimeApi::with_timeout(&function.name, timeout);
         for _ in 0..instances {
             api.spawn_instance(function).await?;
         }
@@ -258,10 +270,11 @@ impl RuntimeApi {
                 answer,
             })
             .context("the runtime API is gone")?;
-        match tokio::time::timeout(INVOCATION_TIMEOUT, answered).await {
+        let timeout = self.invocations.timeout;
+        match tokio::time::timeout(timeout, answered).await {
             Ok(Ok(invocation)) => Ok(invocation),
             Ok(Err(_)) => bail!("invocation {request_id} was dropped unanswered"),
-            Err(_) => bail!("invocation {request_id} unanswered after {INVOCATION_TIMEOUT:?}"),
+            Err(_) => bail!("invocation {request_id} unanswered after {timeout:?}"),
         }
     }
 
@@ -404,7 +417,7 @@ async fn next_invocation(State(endpoint): State<Arc<Endpoint>>) -> Response {
         return (StatusCode::GONE, "the runtime API is shutting down").into_response();
     };
     let handed_out_at = Instant::now();
-    let deadline_ms = (SystemTime::now() + INVOCATION_TIMEOUT)
+    let deadline_ms = (SystemTime::now() + endpoint.invocations.timeout)
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
@@ -581,6 +594,7 @@ mod tests {
             binary: PathBuf::from("/usr/bin/env"),
             env: vec![("OWN_SETTING".into(), "yes".into())],
             log: Some(log.clone()),
+            timeout: None,
         };
         let mut api = RuntimeApi::start(&function, 1).await.unwrap();
         let error = api

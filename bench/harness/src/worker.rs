@@ -1,6 +1,9 @@
 //! The worker's own time per turn: the real conversation-worker binary under the runtime API,
 //! one SQS event per job, the stand-ins answering at once. A turn's own time is its wall time
-//! minus the time the stand-ins spent answering it (measured inside them). Then the database
+//! minus the time the stand-ins spent answering it (measured inside them). The same for a turn
+//! of a voice note: the media looked up and downloaded from the Graph stand-in, transcribed by
+//! the transcription stand-in (both inside the stand-ins' time), the transcript saved, then the
+//! completion and the reply. Then the database
 //! round trips per job, counted by a proxy in front of the store in a pass of their own (so the
 //! proxy's latency stays out of the timing), and the turns per second of several instances.
 
@@ -36,6 +39,13 @@ pub struct WorkerReport {
     pub customers: usize,
     /// A turn (TakeTurn: claim, Retell completion, WhatsApp read receipt and reply, record).
     pub turn: JobTimes,
+    /// A turn of one voice note (TakeTurn: claim, the media's URL and bytes, the transcription,
+    /// the transcript saved, then as a text's turn).
+    pub voice_turn: JobTimes,
+    /// Voice notes the transcription stand-in transcribed, of `voice_turn.wall.count`: fewer
+    /// means some turns took another path (the polite reply), and their times are not a
+    /// transcription's.
+    pub voice_notes_transcribed: usize,
     /// A form's conversation start (StartConversation: chat, opening, template).
     pub start: JobTimes,
     pub db_round_trips: RoundTrips,
@@ -108,12 +118,28 @@ pub async fn measure(bench: &Bench) -> Result<WorkerReport> {
         }
     }
     turns.cpu = api.cpu_time().saturating_sub(cpu_before);
-    drop(api);
     eprintln!(
         "bench:   {} turns, own time p50 {:.2} ms, p99 {:.2} ms",
         turns.wall.len(),
         turns.own_ms_p(50.0),
         turns.own_ms_p(99.0)
+    );
+    // A voice note from every customer, once (each is a download and a transcription more).
+    let transcribed_before = bench.transcribe.requests().len();
+    let mut voice_turns = Timings::default();
+    let cpu_before = api.cpu_time();
+    for customer in 0..customers {
+        let job = world.customer_sends_voice_note(bench, customer).await?;
+        voice_turns.add(bench, &api, &job).await?;
+    }
+    voice_turns.cpu = api.cpu_time().saturating_sub(cpu_before);
+    let voice_notes_transcribed = bench.transcribe.requests().len() - transcribed_before;
+    drop(api);
+    eprintln!(
+        "bench:   {} voice-note turns ({voice_notes_transcribed} transcribed), own time p50 {:.2} ms, p99 {:.2} ms",
+        voice_turns.wall.len(),
+        voice_turns.own_ms_p(50.0),
+        voice_turns.own_ms_p(99.0)
     );
 
     let (throughput, peak_rss) = throughput(bench, &world, customers).await?;
@@ -125,6 +151,8 @@ pub async fn measure(bench: &Bench) -> Result<WorkerReport> {
     Ok(WorkerReport {
         customers,
         turn: turns.report(),
+        voice_turn: voice_turns.report(),
+        voice_notes_transcribed,
         start: starts.report(),
         db_round_trips,
         throughput,
@@ -206,6 +234,41 @@ impl World {
         self.store.record_webhook(&[message], &[], &[], &[]).await?;
         Ok(TurnJob::TakeTurn { customer_key })
     }
+
+    /// A voice note (the sandbox's fixture) as Meta delivers it: its media held by the Graph
+    /// stand-in, the message recorded with its `audio` object.
+    async fn customer_sends_voice_note(&self, bench: &Bench, customer: usize) -> Result<TurnJob> {
+        let customer_key = self.customer(customer)?;
+        let n = self
+            .next_message
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let media_id = bench.graph.add_media(
+            sandbox::VOICE_NOTE_OGG.to_vec(),
+            sandbox::transcribe_standin::VOICE_NOTE_MIME_TYPE,
+        );
+        let wamid = format!("wamid.BENCHVOICE.{customer_key}.{n}");
+        let wa_id = format!("521{}", &customer_key.as_str()[2..]);
+        let sent_at = Utc::now();
+        let payload = json!({
+            "from": wa_id, "id": wamid, "timestamp": sent_at.timestamp().to_string(),
+            "type": "audio",
+            "audio": { "mime_type": sandbox::transcribe_standin::VOICE_NOTE_MIME_TYPE,
+                       "sha256": "bench", "id": media_id, "voice": true },
+        });
+        let message = InboundMessage {
+            wamid: MessageId::parse(wamid)?,
+            customer_key: customer_key.clone(),
+            message_type: "audio".into(),
+            body: None,
+            payload: Some(payload),
+            sent_at,
+            wa_id: Some(wa_id),
+            whatsapp_user_id: None,
+            profile_name: Some("Cliente".into()),
+        };
+        self.store.record_webhook(&[message], &[], &[], &[]).await?;
+        Ok(TurnJob::TakeTurn { customer_key })
+    }
 }
 
 /// Per job: the invocation's wall time and the stand-ins' share of it.
@@ -258,11 +321,16 @@ impl Timings {
     }
 }
 
-/// Both stand-ins' time answering so far, and their requests.
+/// The stand-ins' time answering so far (Retell, Graph with its media, the transcription), and
+/// their requests.
 fn standin_time(bench: &Bench) -> (Duration, u64) {
     let (retell, retell_requests) = bench.retell.service_time();
     let (graph, graph_requests) = bench.graph.service_time();
-    (retell + graph, retell_requests + graph_requests)
+    let (transcribe, transcribe_requests) = bench.transcribe.service_time();
+    (
+        retell + graph + transcribe,
+        retell_requests + graph_requests + transcribe_requests,
+    )
 }
 
 /// Lambda's event for one message of the FIFO queue of turns.

@@ -41,6 +41,8 @@ pub const SECRETS: &[&str] = &[
     "WHATSAPP_ACCESS_TOKEN",
     // Optional: only with OUTCOME_WEBHOOK_URL.
     "OUTCOME_WEBHOOK_SECRET",
+    // Optional: only with TRANSCRIBE_URL.
+    "TRANSCRIBE_API_KEY",
 ];
 
 /// What invokes the worker: the queue's batches, or EventBridge's schedule.

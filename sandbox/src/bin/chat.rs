@@ -7,6 +7,11 @@
 //! through the store's REST API, then delivers it to `POST /staff` as Supabase's Database
 //! Webhook does), `/pause [minutes]` and `/resume` call `pause_conversation` and
 //! `resume_conversation` as the SQL editor would.
+//!
+//! `/voice [file]` sends a voice note (default: the sandbox's fixture, which says "Hola, quiero
+//! saber el precio del seguro"): the bytes go to the WhatsApp stand-in as Meta keeps a message's
+//! media (`POST /sandbox/media`), then an `audio` message with its media id is delivered as
+//! Meta would.
 
 use std::time::{Duration, Instant};
 
@@ -60,21 +65,34 @@ async fn main() -> anyhow::Result<()> {
         if text.is_empty() {
             continue;
         }
-        if let Some(command) = text.strip_prefix('/') {
-            if staff_command(&http, &base, &customer, command).await? {
-                show_replies(&http, &base, &to, &mut seen, "staff").await?;
+        let content = match text.strip_prefix('/') {
+            Some(command) if command == "voice" || command.starts_with("voice ") => {
+                let path = command["voice".len()..].trim();
+                match voice_note(&http, &base, path).await? {
+                    Some(audio) => json!({ "type": "audio", "audio": audio }),
+                    None => continue,
+                }
             }
-            continue;
-        }
+            Some(command) => {
+                if staff_command(&http, &base, &customer, command).await? {
+                    show_replies(&http, &base, &to, &mut seen, "staff").await?;
+                }
+                continue;
+            }
+            None => json!({ "type": "text", "text": { "body": text } }),
+        };
         sent += 1;
+        let mut message = json!({ "from": wa_id, "id": format!("wamid.CHAT.{}.{sent}", std::process::id()),
+                                  "timestamp": chrono::Utc::now().timestamp().to_string() });
+        for (name, value) in content.as_object().into_iter().flatten() {
+            message[name] = value.clone();
+        }
         let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "0", "changes": [{
             "field": "messages",
             "value": { "messaging_product": "whatsapp",
                        "metadata": { "display_phone_number": "15550000000", "phone_number_id": phone_number_id },
                        "contacts": [{ "profile": { "name": "Terminal" }, "wa_id": wa_id }],
-                       "messages": [{ "from": wa_id, "id": format!("wamid.CHAT.{}.{sent}", std::process::id()),
-                                      "timestamp": chrono::Utc::now().timestamp().to_string(),
-                                      "type": "text", "text": { "body": text } }] } }] }] })
+                       "messages": [message] } }] }] })
         .to_string();
         let answer = http
             .post(format!("{base}/whatsapp"))
@@ -107,6 +125,8 @@ async fn main() -> anyhow::Result<()> {
 const HELP: &str = "\
 Commands:
   <text>            you, the customer, write on WhatsApp
+  /voice [file]     you send a voice note (an .ogg/.opus, .mp3, .m4a, .aac or .amr file;
+                    default: the sandbox's, which says 'Hola, quiero saber el precio del seguro')
   /staff <text>     staff write to the customer from the dashboard (a row in staff_messages):
                     it goes out as the business and pauses the agent
   /pause [minutes]  pause the agent (pause_conversation; no minutes: PAUSE_DEFAULT_MINUTES)
@@ -178,6 +198,74 @@ async fn staff_command(
         ),
     }
     Ok(status == "sent")
+}
+
+/// WhatsApp's content type for an audio file, by its extension (a voice note is OGG/Opus).
+fn audio_mime_type(path: &str) -> Option<&'static str> {
+    let extension = std::path::Path::new(path)
+        .extension()?
+        .to_str()?
+        .to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "ogg" | "opus" | "oga" => sandbox::transcribe_standin::VOICE_NOTE_MIME_TYPE,
+        "mp3" => "audio/mpeg",
+        "m4a" | "mp4" => "audio/mp4",
+        "aac" => "audio/aac",
+        "amr" => "audio/amr",
+        _ => return None,
+    })
+}
+
+/// Puts the voice note at `path` (empty: the fixture) into the WhatsApp stand-in; the webhook's
+/// `audio` object for it, or `None` when it could not (said why).
+async fn voice_note(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> anyhow::Result<Option<Value>> {
+    let (bytes, mime_type) = if path.is_empty() {
+        (
+            sandbox::VOICE_NOTE_OGG.to_vec(),
+            sandbox::transcribe_standin::VOICE_NOTE_MIME_TYPE,
+        )
+    } else {
+        let Some(mime_type) = audio_mime_type(path) else {
+            println!("(/voice takes an .ogg, .opus, .mp3, .m4a, .aac or .amr file)");
+            return Ok(None);
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => (bytes, mime_type),
+            Err(error) => {
+                println!("(cannot read {path}: {error})");
+                return Ok(None);
+            }
+        }
+    };
+    let sha256 = {
+        use sha2::Digest as _;
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            sha2::Sha256::digest(&bytes),
+        )
+    };
+    let answer = http
+        .post(format!("{base}/sandbox/media"))
+        .header("content-type", mime_type)
+        .body(bytes)
+        .send()
+        .await?;
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    if !status.is_success() {
+        println!("(the dev server answered {status}: {text})");
+        return Ok(None);
+    }
+    let media: Value = serde_json::from_str(&text)?;
+    // As Meta delivers it: the webhook's sha256 is base64; `voice` marks a recorded note.
+    Ok(Some(json!({
+        "id": media["id"], "mime_type": mime_type, "sha256": sha256,
+        "voice": mime_type == sandbox::transcribe_standin::VOICE_NOTE_MIME_TYPE,
+    })))
 }
 
 /// When the customer's conversation is paused until, if it is.

@@ -136,6 +136,30 @@ pub struct RecordedWebhook {
     pub opt_outs: Vec<RecordedOptOut>,
     #[serde(default)]
     pub echoes: Vec<RecordedEcho>,
+    #[serde(default)]
+    pub user_id_changes: Vec<RecordedUserIdChange>,
+}
+
+/// WhatsApp changed a user's business-scoped user id (a system message, or an older
+/// `user_id_update` change): the session keyed by or carrying `previous_user_id` carries
+/// `user_id` from now on, so replies reach the customer and their messages the same session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserIdChange {
+    pub previous_user_id: String,
+    pub user_id: String,
+    /// The user's new WhatsApp number, when the change came with one (`user_changed_number`).
+    pub wa_id: Option<String>,
+    /// When WhatsApp said it happened.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// A user id change as recorded: the sessions it changed (none for a user never met, or a
+/// change already made).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordedUserIdChange {
+    pub previous_user_id: String,
+    pub user_id: String,
+    pub customer_keys: Vec<CustomerKey>,
 }
 
 /// Everything one webhook delivery carries, for the store to record in one call.
@@ -145,6 +169,7 @@ pub struct WebhookContent<'a> {
     pub statuses: &'a [DeliveryUpdate],
     pub opt_outs: &'a [MarketingOptOut],
     pub echoes: &'a [BusinessEcho],
+    pub user_id_changes: &'a [UserIdChange],
     pub unprocessed: &'a [UnprocessedEvent],
 }
 
@@ -298,6 +323,10 @@ pub struct ContextLine {
     pub body: String,
     /// When it was sent.
     pub at: DateTime<Utc>,
+    /// WhatsApp's type of the message (`audio`: `body` is the voice note's transcript, or
+    /// `(audio)` when it has none).
+    #[serde(default)]
+    pub message_type: Option<String>,
 }
 
 /// Where a staff message stands.

@@ -45,6 +45,10 @@ pub enum AccountProblem {
     RetellBilling,
     /// The store refused the service key or its role (401/403).
     StoreKey,
+    /// The transcription API refused its key (401/403): no voice note can be heard.
+    TranscriptionKey,
+    /// The transcription account must pay (402, OpenAI's 429 `insufficient_quota`).
+    TranscriptionBilling,
 }
 
 impl AccountProblem {
@@ -56,6 +60,8 @@ impl AccountProblem {
             Self::RetellKey => "retell_key",
             Self::RetellBilling => "retell_billing",
             Self::StoreKey => "store_key",
+            Self::TranscriptionKey => "transcription_key",
+            Self::TranscriptionBilling => "transcription_billing",
         }
     }
 }

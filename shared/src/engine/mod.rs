@@ -4,6 +4,7 @@
 //! [`Engine::start_conversation`] for a form submission, [`Engine::take_turn`] for the
 //! messages a customer sent, and [`Engine::send_staff_message`] for what staff wrote.
 
+pub mod media;
 mod staff;
 mod start;
 mod turn;
@@ -24,6 +25,7 @@ use crate::queue::{JobDisposition, JobHandler, Receipt, TurnJob};
 use crate::retell::RetellClient;
 use crate::retry::RetryPolicy;
 use crate::store::{PostgrestStore, SessionStore, StoreError};
+use crate::transcribe::{TranscribeError, Transcriber};
 use crate::whatsapp::GraphClient;
 
 pub use staff::{OPTED_OUT, OUTSIDE_WINDOW, StaffOutcome};
@@ -64,6 +66,10 @@ impl BridgeEngine {
             .outcome_hook
             .as_ref()
             .map(|hook| OutcomeHook::new(hook, http.clone()));
+        engine.transcriber = config
+            .transcribe
+            .as_ref()
+            .map(|transcribe| Transcriber::new(transcribe, http.clone()));
         // A reply, and the template should WhatsApp want one instead.
         engine.send_reserve = config.whatsapp.request_timeout * 2;
         engine.answer_wait = config.retell.completion_timeout;
@@ -98,6 +104,9 @@ pub struct Engine<S, A, M> {
     answer_wait: Duration,
     /// Where analysed chats' outcomes go (`OUTCOME_WEBHOOK_URL`), if anywhere.
     outcome_hook: Option<OutcomeHook>,
+    /// Where voice notes are transcribed (`TRANSCRIBE_URL`); without it they get the polite
+    /// reply.
+    transcriber: Option<Transcriber>,
 }
 
 /// The least a completion is given: with less time left the turn is put back for the next
@@ -127,6 +136,9 @@ pub enum EngineError {
     Agent(#[from] AgentError),
     #[error(transparent)]
     Messenger(#[from] MessengerError),
+    /// A voice note could not be transcribed (or downloaded: then it is [`Self::Messenger`]).
+    #[error(transparent)]
+    Transcription(#[from] TranscribeError),
     /// Retell received the customer's words (its completion timed out) and has not answered
     /// them: asking again would repeat them to the agent.
     #[error("Retell received the message but did not answer in time")]
@@ -146,6 +158,7 @@ impl EngineError {
             Self::Store(StoreError::Unauthorized(_)) => Some(AccountProblem::StoreKey),
             Self::Agent(e) => e.account_problem(),
             Self::Messenger(e) => e.account_problem(),
+            Self::Transcription(e) => e.account_problem(),
             _ => None,
         };
         if let Some(problem) = account_problem {
@@ -155,6 +168,7 @@ impl EngineError {
             Self::Store(e) => e.is_transient(),
             Self::Agent(e) => e.is_transient(),
             Self::Messenger(e) => e.is_transient(),
+            Self::Transcription(e) => e.is_transient(),
             // The next try reads the chat back and finds the answer once Retell has it.
             Self::UnansweredCompletion | Self::ChatLost | Self::OutOfTime => true,
         };
@@ -164,6 +178,9 @@ impl EngineError {
                     not_before: *retry_after,
                 }
             }
+            (true, Self::Transcription(e)) => FailureCause::Transient {
+                not_before: e.retry_after(),
+            },
             (true, _) => FailureCause::Transient { not_before: None },
             (false, _) => FailureCause::Permanent,
         }
@@ -192,7 +209,14 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             send_reserve: Duration::from_secs(20),
             answer_wait: Duration::from_secs(120),
             outcome_hook: None,
+            transcriber: None,
         }
+    }
+
+    /// Voice notes transcribed by `transcriber` (unset: the polite reply).
+    pub fn with_transcriber(mut self, transcriber: Option<Transcriber>) -> Self {
+        self.transcriber = transcriber;
+        self
     }
 
     /// Analysed chats' outcomes POSTed to `hook` ([`TurnJob::DeliverOutcome`]).
@@ -482,5 +506,36 @@ mod tests {
         );
         assert!(EngineError::UnansweredCompletion.is_transient());
         assert!(EngineError::OutOfTime.is_transient());
+    }
+
+    #[test]
+    fn a_transcription_failure_is_retried_or_the_accounts_or_the_notes_own() {
+        let limited = EngineError::Transcription(TranscribeError::RateLimited {
+            retry_after: Some(Duration::from_secs(1)),
+        });
+        assert_eq!(
+            limited.cause(),
+            FailureCause::Transient {
+                not_before: Some(Duration::from_secs(1))
+            }
+        );
+        assert!(EngineError::Transcription(TranscribeError::Timeout).is_transient());
+        let refused = EngineError::Transcription(TranscribeError::Unauthorized {
+            status: 401,
+            message: "x".into(),
+        });
+        assert_eq!(
+            refused.cause(),
+            FailureCause::AccountWide(AccountProblem::TranscriptionKey)
+        );
+        let too_large = EngineError::Transcription(TranscribeError::Refused {
+            status: 413,
+            message: "x".into(),
+        });
+        assert_eq!(too_large.cause(), FailureCause::Permanent);
+        assert_eq!(
+            EngineError::Messenger(MessengerError::MediaTooLarge { limit: 1 }).cause(),
+            FailureCause::Permanent
+        );
     }
 }

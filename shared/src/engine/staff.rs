@@ -80,7 +80,10 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             // The row is what staff wrote: its customer is the one written to.
             tracing::warn!("the job named another customer than the staff message's row");
         }
-        let to = Recipient::for_customer(&message.customer_key);
+        let to = match &session {
+            Some(session) => Recipient::for_session(session),
+            None => Recipient::for_customer(&message.customer_key),
+        };
         // Consent is final, whoever writes.
         if session
             .as_ref()

@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::media::{self, AgentLine};
 use super::{
     Deadline, Engine, EngineError, SHORTEST_COMPLETION, base_variables, metadata, outbound,
 };
 use crate::agent::{AgentError, ChatAgent, NewChat};
 use crate::domain::{
-    Author, ChatId, ChatStatus, ContextLine, CustomerKey, FailureCause, Session, Turn, TurnClaim,
-    TurnRetry,
+    Author, ChatId, ChatStatus, ClaimedMessage, ContextLine, CustomerKey, FailureCause, MessageId,
+    Session, Turn, TurnClaim, TurnRetry,
 };
 use crate::messenger::{Messenger, MessengerError, Recipient};
 use crate::metrics::{Figures, Metric};
 use crate::queue::Receipt;
 use crate::store::SessionStore;
+use crate::transcribe::Transcriber;
 
 /// How long a turn's lease outlasts its invocation: a turn whose invocation was cut short frees
 /// its customer seconds after, not after `TURN_LEASE_SECONDS`.
@@ -35,7 +37,37 @@ pub enum TurnOutcome {
     /// Stored and not answered: a person has taken over (the messages are kept `held`, and the
     /// agent hears of them in the first turn after the pause), or the customer opted out.
     Held,
+    /// Only reactions: stored, nothing to answer.
+    Silent,
 }
+
+/// What a turn's messages came to.
+enum Understood {
+    Answered {
+        chat_id: ChatId,
+        replies: Vec<String>,
+    },
+    /// Nothing the agent could be told (only voice notes that could not be heard).
+    Nothing,
+    /// Another turn took the customer's messages meanwhile.
+    Lost,
+}
+
+/// A voice note, as the turn could hear it.
+enum Heard {
+    Transcript(String),
+    /// It cannot be transcribed: the agent gets a marker, or the customer the polite reply.
+    Unheard,
+    /// Its message is no longer this turn's.
+    Lost,
+}
+
+/// The least a voice note is given (download and transcription): with less time left the turn
+/// is put back for the next invocation.
+const SHORTEST_TRANSCRIPTION: Duration = Duration::from_secs(5);
+
+/// How much of a transcript the store keeps on the message (`save_transcript`).
+const MAX_TRANSCRIPT_CHARS: usize = 10_000;
 
 impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
     /// Claims every waiting message of the customer and answers them as one turn. A failure
@@ -135,14 +167,15 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                 &resume.replies[(resume.replies_sent as usize).min(resume.replies.len())..];
             return self.deliver(turn, &resume.chat_id, replies, deadline).await;
         }
-        // What the customer wrote, with when they sent it.
-        let written: Vec<(&str, DateTime<Utc>)> = turn
+        // What the customer typed (a voice note's transcript is not a word they chose to send).
+        let texts: Vec<&str> = turn
             .messages
             .iter()
-            .filter_map(|m| Some((m.body.as_deref()?.trim(), m.sent_at)))
-            .filter(|(text, _)| !text.is_empty())
+            .filter(|m| m.message_type != "audio")
+            .filter_map(|m| m.body.as_deref())
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
             .collect();
-        let texts: Vec<&str> = written.iter().map(|(text, _)| *text).collect();
 
         if session.is_opted_out() {
             if texts
@@ -167,34 +200,51 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
                 .await;
         }
         if session.is_paused(Utc::now()) {
-            return self.hold_for_staff(turn).await;
+            return self.hold_for_staff(turn, deadline).await;
         }
-        if texts.is_empty() {
+
+        let lines: Vec<(AgentLine, &ClaimedMessage)> = turn
+            .messages
+            .iter()
+            .map(|m| {
+                let line = media::agent_line(m, &self.config, self.transcriber.is_some());
+                (line, m)
+            })
+            .collect();
+        if !lines.is_empty() && lines.iter().all(|(line, _)| *line == AgentLine::Silent) {
+            // Only reactions: kept, nothing to answer.
+            self.hold(turn).await?;
+            return Ok(TurnOutcome::Silent);
+        }
+        let for_the_agent = |line: &AgentLine| {
+            matches!(line, AgentLine::Text(_) | AgentLine::NeedsTranscript { .. })
+        };
+        if !lines.iter().any(|(line, _)| for_the_agent(line)) {
             return self.acknowledge(turn, &self.config.unsupported_reply).await;
         }
 
-        if let Some(last) = turn.messages.last() {
-            // "Typing…" while the agent thinks; a receipt that fails must not fail the turn.
-            if let Err(error) = self.messenger.mark_read(&last.wamid, true).await {
-                tracing::warn!(%error, "could not mark the message read");
+        let Some(last) = turn.messages.last() else {
+            return self.acknowledge(turn, &self.config.unsupported_reply).await;
+        };
+        // "Typing…" while the agent thinks; a receipt that fails must not fail the turn.
+        if let Err(error) = self.messenger.mark_read(&last.wamid, true).await {
+            tracing::warn!(%error, "could not mark the message read");
+        }
+        let understood = self
+            .while_typing(&last.wamid, self.understand(turn, &lines, deadline))
+            .await?;
+        let (chat_id, replies) = match understood {
+            Understood::Answered { chat_id, replies } => (chat_id, replies),
+            Understood::Nothing => {
+                return self.acknowledge(turn, &self.config.unsupported_reply).await;
             }
-        }
-        // A message claimed before may have reached the agent in a turn that then died.
-        let retried = turn
-            .messages
-            .iter()
-            .any(|m| m.attempts > 1 || m.failed_before);
-        // What happened while the agent was not listening (a pause: the customer's held messages,
-        // the staff's) goes first, in the first text's completion: a retried turn reads back the
-        // texts as they were sent.
-        let first_piece: String;
-        let mut pieces = written.clone();
-        if let (Some(block), Some(first)) = (self.context_block(&turn.context), pieces.first_mut())
-        {
-            first_piece = format!("{block}\n{}", first.0);
-            first.0 = &first_piece;
-        }
-        let (chat_id, replies) = self.converse(session, &pieces, retried, deadline).await?;
+            Understood::Lost => {
+                tracing::warn!("the turn lost its customer to another turn before answering");
+                return Ok(TurnOutcome::Busy {
+                    lease_left: Duration::ZERO,
+                });
+            }
+        };
         if !self
             .store
             .save_turn_replies(turn.turn_id, &chat_id, &replies)
@@ -206,6 +256,193 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
             });
         }
         self.deliver(turn, &chat_id, &replies, deadline).await
+    }
+
+    /// Runs `work` (the transcriptions and the completion), showing "typing…" again every
+    /// `typing_renewal`. Each renewal is awaited before the work is polled again, so none is in
+    /// flight once the work is done: the reply that follows is never followed by "typing…".
+    async fn while_typing<T>(
+        &self,
+        message: &MessageId,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let mut work = std::pin::pin!(work);
+        let every = self.config.typing_renewal;
+        loop {
+            if let Ok(done) = tokio::time::timeout(every, work.as_mut()).await {
+                return done;
+            }
+            // Bounded: a slow receipt must not hold up the answer behind it.
+            match tokio::time::timeout(every, self.messenger.mark_read(message, true)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "could not renew the typing indicator"),
+                Err(_) => tracing::warn!("renewing the typing indicator took too long"),
+            }
+        }
+    }
+
+    /// What the customer said, a line each in the order they sent it (voice notes transcribed
+    /// and their transcripts stored first), and the agent's answer to it.
+    async fn understand(
+        &self,
+        turn: &Turn,
+        lines: &[(AgentLine, &ClaimedMessage)],
+        deadline: Deadline,
+    ) -> Result<Understood, EngineError> {
+        let mut written: Vec<(String, DateTime<Utc>)> = Vec::new();
+        let mut understood_any = false;
+        for (line, message) in lines {
+            let text = match line {
+                AgentLine::Text(text) => text.clone(),
+                AgentLine::NeedsTranscript {
+                    media_id,
+                    mime_type,
+                } => match self
+                    .hear(turn, message, media_id, mime_type.as_deref(), deadline)
+                    .await?
+                {
+                    Heard::Transcript(transcript) => media::heard(&self.config, &transcript),
+                    Heard::Unheard => {
+                        written.push((media::unheard(&self.config), message.sent_at));
+                        continue;
+                    }
+                    Heard::Lost => return Ok(Understood::Lost),
+                },
+                AgentLine::Unsupported | AgentLine::Silent => continue,
+            };
+            understood_any = true;
+            written.push((text, message.sent_at));
+        }
+        if !understood_any {
+            // Only notes that could not be heard: the polite reply, never silence.
+            return Ok(Understood::Nothing);
+        }
+        // A message claimed before may have reached the agent in a turn that then died.
+        let retried = turn
+            .messages
+            .iter()
+            .any(|m| m.attempts > 1 || m.failed_before);
+        // What happened while the agent was not listening (a pause: the customer's held messages,
+        // the staff's) goes first, in the first text's completion: a retried turn reads back the
+        // texts as they were sent.
+        if let (Some(block), Some(first)) = (self.context_block(&turn.context), written.first_mut())
+        {
+            first.0 = format!("{block}\n{}", first.0);
+        }
+        let pieces: Vec<(&str, DateTime<Utc>)> = written
+            .iter()
+            .map(|(text, sent_at)| (text.as_str(), *sent_at))
+            .collect();
+        let (chat_id, replies) = self
+            .converse(&turn.session, &pieces, retried, deadline)
+            .await?;
+        Ok(Understood::Answered { chat_id, replies })
+    }
+
+    /// A voice note's transcript, stored on its message before the agent hears it (a retried
+    /// turn reads it back instead of transcribing again). A failure that may pass fails the
+    /// turn, for the queue to retry, until the note's `TRANSCRIBE_ATTEMPTS`; then, or at once
+    /// for a note that can never be heard (too long, too large, refused), it is unheard.
+    async fn hear(
+        &self,
+        turn: &Turn,
+        message: &ClaimedMessage,
+        media_id: &str,
+        mime_type: Option<&str>,
+        deadline: Deadline,
+    ) -> Result<Heard, EngineError> {
+        let Some(transcriber) = &self.transcriber else {
+            return Ok(Heard::Unheard);
+        };
+        if message.attempts > self.config.transcribe_attempts {
+            // An earlier turn gave up on it: the agent may have had it as unheard already.
+            return Ok(Heard::Unheard);
+        }
+        // The note gets what the completion and the reply leave.
+        let budget = deadline
+            .left_after(
+                self.send_reserve + SHORTEST_COMPLETION,
+                SHORTEST_TRANSCRIPTION,
+            )
+            .ok_or(EngineError::OutOfTime)?;
+        let started = std::time::Instant::now();
+        let attempt = self.transcribe(transcriber, &turn.session, media_id, mime_type);
+        let Ok(result) = tokio::time::timeout(budget, attempt).await else {
+            return Err(EngineError::OutOfTime);
+        };
+        let transcript = match result {
+            Ok(transcript) => transcript,
+            Err(error) => {
+                let give_up = match error.cause() {
+                    FailureCause::AccountWide(_) => false,
+                    FailureCause::Transient { .. } => {
+                        message.attempts >= self.config.transcribe_attempts
+                    }
+                    FailureCause::Permanent => true,
+                };
+                if !give_up {
+                    return Err(error);
+                }
+                tracing::warn!(
+                    %error,
+                    attempts = message.attempts,
+                    "the voice note cannot be transcribed: the customer gets the polite reply"
+                );
+                Figures::new().add(Metric::UnheardVoiceNotes, 1.0).emit();
+                return Ok(Heard::Unheard);
+            }
+        };
+        // As the store keeps it, so the line the agent gets now is the one a retry reads back.
+        let transcript: String = transcript
+            .chars()
+            .filter(|c| *c != '\0')
+            .take(MAX_TRANSCRIPT_CHARS)
+            .collect();
+        let transcript = transcript.trim().to_owned();
+        Figures::new()
+            .add(Metric::Transcriptions, 1.0)
+            .add(
+                Metric::TranscriptionLatency,
+                started.elapsed().as_secs_f64() * 1e3,
+            )
+            .emit();
+        if !self
+            .store
+            .save_transcript(turn.turn_id, &message.wamid, &transcript)
+            .await?
+        {
+            return Ok(Heard::Lost);
+        }
+        Ok(Heard::Transcript(transcript))
+    }
+
+    /// Downloads the note, checks its limits and transcribes it.
+    async fn transcribe(
+        &self,
+        transcriber: &Transcriber,
+        session: &Session,
+        media_id: &str,
+        mime_type: Option<&str>,
+    ) -> Result<String, EngineError> {
+        let media = self
+            .messenger
+            .fetch_media(media_id, transcriber.max_bytes())
+            .await?;
+        transcriber.check_limits(&media.bytes)?;
+        // Graph's type of the file, else the webhook's.
+        let mime_type = match media.mime_type.as_str() {
+            "" | "application/octet-stream" => mime_type.unwrap_or("audio/ogg"),
+            given => given,
+        };
+        let language = transcriber.language_for(session);
+        Ok(transcriber
+            .transcribe(
+                &media.bytes,
+                mime_type,
+                language.as_deref(),
+                transcriber.request_timeout(),
+            )
+            .await?)
     }
 
     /// Sends the customer's texts to their live chat and returns the agent's replies. A chat
@@ -380,7 +617,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         deadline: Deadline,
     ) -> Result<TurnOutcome, EngineError> {
         let session = &turn.session;
-        let to = Recipient::for_customer(&session.customer_key);
+        let to = Recipient::for_session(session);
         if !session.within_service_window(Utc::now()) {
             return self.send_template_and_complete(turn, Some(chat_id)).await;
         }
@@ -427,7 +664,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         let template = self.template_for(session.display_name());
         let sent = self
             .messenger
-            .send_template(&Recipient::for_customer(&session.customer_key), &template)
+            .send_template(&Recipient::for_session(session), &template)
             .await?;
         Figures::new().add(Metric::TemplatesSent, 1.0).emit();
         self.store
@@ -455,7 +692,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         if session.within_service_window(Utc::now()) {
             let parts = self
                 .messenger
-                .send_text(&Recipient::for_customer(&session.customer_key), reply, None)
+                .send_text(&Recipient::for_session(session), reply, None)
                 .await?;
             sent.extend(parts.into_iter().map(outbound));
         }
@@ -467,7 +704,28 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
 
     /// A person has taken over: say nothing and keep the messages `held`, for the agent to hear
     /// of when the pause is over.
-    async fn hold_for_staff(&self, turn: &Turn) -> Result<TurnOutcome, EngineError> {
+    async fn hold_for_staff(
+        &self,
+        turn: &Turn,
+        deadline: Deadline,
+    ) -> Result<TurnOutcome, EngineError> {
+        // Staff reading the conversation see what a voice note said, and the agent hears it
+        // after the pause. Best effort: a note that cannot be heard now is held as it is.
+        for message in &turn.messages {
+            let can_transcribe = self.transcriber.is_some();
+            if let AgentLine::NeedsTranscript {
+                media_id,
+                mime_type,
+            } = media::agent_line(message, &self.config, can_transcribe)
+            {
+                let heard = self
+                    .hear(turn, message, &media_id, mime_type.as_deref(), deadline)
+                    .await;
+                if let Err(error) = heard {
+                    tracing::warn!(%error, "a held voice note was not transcribed");
+                }
+            }
+        }
         if !self
             .store
             .hold_turn(turn.turn_id, &turn.session.customer_key)
@@ -483,7 +741,13 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         let lines: Vec<String> = context
             .iter()
             .filter_map(|line| {
-                let body = line.body.trim();
+                let body = match (line.author, line.message_type.as_deref()) {
+                    (Author::Customer, Some("audio")) if line.body == "(audio)" => {
+                        media::unheard(&self.config)
+                    }
+                    (Author::Customer, Some("audio")) => media::heard(&self.config, &line.body),
+                    _ => line.body.trim().to_owned(),
+                };
                 let marker = match line.author {
                     Author::Customer => &self.config.context_customer_marker,
                     // Whoever spoke for the business: staff, or the business app.

@@ -5,7 +5,9 @@
 //! customer with messages waiting, and answers 200. Only our number counts: a change about any
 //! other business number of the app is kept as ignored, its messages never answered and its
 //! statuses never applied. A customer who stops our marketing messages in WhatsApp
-//! (`user_preferences`) is opted out in the same store call. Meta retries anything else for
+//! (`user_preferences`) is opted out in the same store call, and a user whose business-scoped
+//! user id WhatsApp changed keeps their session (the store follows the change first, so a
+//! message from the new id in the same delivery is the same customer's). Meta retries anything else for
 //! days, so a validly signed payload we cannot use is kept for inspection and still answered
 //! 200. So is a delivery the store refuses: each element is read against the store's checks
 //! first, so that one value it would refuse is kept alone; should it still refuse the delivery
@@ -25,7 +27,7 @@ use super::{DoorError, Response, header_text, text_response};
 use crate::config::WebhookConfig;
 use crate::domain::{
     BusinessEcho, CustomerKey, DeliveryUpdate, InboundMessage, MarketingOptOut, MessageId,
-    UnprocessedEvent, WebhookContent,
+    UnprocessedEvent, UserIdChange, WebhookContent,
 };
 use crate::queue::{TurnJob, TurnQueue};
 use crate::store::{SessionStore, StoreError};
@@ -175,6 +177,7 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
                 statuses: &delivery.statuses,
                 opt_outs: &delivery.opt_outs,
                 echoes: &delivery.echoes,
+                user_id_changes: &delivery.user_id_changes,
                 unprocessed: &delivery.unprocessed,
             })
             .await
@@ -211,6 +214,12 @@ impl<S: SessionStore, Q: TurnQueue> WhatsAppWebhook<S, Q> {
             opted_out = recorded.opt_outs.iter().filter(|o| o.changed).count(),
             echoes = delivery.echoes.len(),
             new_echoes = recorded.echoes.iter().filter(|e| e.is_new).count(),
+            user_id_changes = delivery.user_id_changes.len(),
+            sessions_changed = recorded
+                .user_id_changes
+                .iter()
+                .map(|c| c.customer_keys.len())
+                .sum::<usize>(),
             unprocessed = delivery.unprocessed.len(),
             "webhook recorded"
         );
@@ -315,6 +324,8 @@ pub struct Delivery {
     /// What staff sent from the WhatsApp Business app on our number: recorded as staff
     /// messages, which pauses the agent.
     pub echoes: Vec<BusinessEcho>,
+    /// Users whose business-scoped user id WhatsApp changed: their session follows.
+    pub user_id_changes: Vec<UserIdChange>,
     /// What could not be used (errors, unknown events, an unreadable body, changes about another
     /// business number), kept for inspection.
     pub unprocessed: Vec<UnprocessedEvent>,
@@ -345,6 +356,11 @@ impl Delivery {
             text(&mut echo.body);
             json(&mut echo.payload);
         }
+        for change in &mut self.user_id_changes {
+            nul_free(&mut change.previous_user_id);
+            nul_free(&mut change.user_id);
+            text(&mut change.wa_id);
+        }
         for event in &mut self.unprocessed {
             nul_free(&mut event.reason);
             nul_free_json(&mut event.payload);
@@ -358,11 +374,12 @@ impl Delivery {
             && self.statuses.is_empty()
             && self.opt_outs.is_empty()
             && self.echoes.is_empty()
+            && self.user_id_changes.is_empty()
             && self.unprocessed.is_empty()
     }
 
-    /// Sorts a webhook body (already authenticated) into messages, statuses, opt-outs and the
-    /// rest. Only changes about `our_phone_number_id` count: see [`set_apart_other_numbers`].
+    /// Sorts a webhook body (already authenticated) into messages, statuses, opt-outs, echoes,
+    /// user id changes and the rest. Only changes about `our_phone_number_id` count: see [`set_apart_other_numbers`].
     /// Each element is read against the store's checks; see also [`Delivery::storable`].
     pub fn read(raw_body: &[u8], our_phone_number_id: &str) -> Delivery {
         let mut payload: WebhookPayload = match serde_json::from_slice(raw_body) {
@@ -394,6 +411,17 @@ impl Delivery {
                     payload: Some(echo.raw),
                     sent_at: echo.sent_at,
                     wa_id: echo.wa_id,
+                }),
+                WebhookEvent::UserIdChanged {
+                    previous_user_id,
+                    user_id,
+                    wa_id,
+                    at,
+                } => delivery.user_id_changes.push(UserIdChange {
+                    previous_user_id,
+                    user_id,
+                    wa_id,
+                    at,
                 }),
                 WebhookEvent::MarketingPreference(preference) => match preference.preference {
                     MarketingPreference::Stop => delivery.opt_outs.push(MarketingOptOut {
@@ -634,6 +662,47 @@ mod tests {
         };
         assert!(resumed.reason.contains("resumed"), "{}", resumed.reason);
         assert_eq!(resumed.payload["wa_id"], "5491112345678");
+        assert!(!delivery.is_empty());
+    }
+
+    #[test]
+    fn a_changed_user_id_goes_to_the_store_beside_the_messages_not_as_unprocessed() {
+        let system = json!({ "from_user_id": "US.1", "id": "wamid.SYS", "timestamp": "1749416383",
+            "type": "system", "system": { "type": "user_changed_user_id",
+                "previous_user_id": "US.1", "user_id": "US.2" } });
+        let payload = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "waba", "changes": [
+            change("messages", Some(OURS), json!({
+                "messages": [system, { "from_user_id": "US.2", "id": "wamid.NEW", "timestamp": "1749416384",
+                                       "type": "text", "text": { "body": "hola" } }]
+            })),
+            change("user_id_update", Some(OURS), json!({
+                "user_id_update": [{ "previous_user_id": "US.2", "user_id": "US.3", "wa_id": "5215512345678" }]
+            }))
+        ]}]});
+        let delivery = read(payload);
+        assert_eq!(
+            delivery.user_id_changes,
+            [
+                UserIdChange {
+                    previous_user_id: "US.1".to_owned(),
+                    user_id: "US.2".to_owned(),
+                    wa_id: None,
+                    at: chrono::DateTime::from_timestamp(1_749_416_383, 0),
+                },
+                UserIdChange {
+                    previous_user_id: "US.2".to_owned(),
+                    user_id: "US.3".to_owned(),
+                    wa_id: Some("5215512345678".to_owned()),
+                    at: None,
+                },
+            ]
+        );
+        assert_eq!(delivery.messages.len(), 1);
+        assert!(
+            delivery.unprocessed.is_empty(),
+            "{:?}",
+            delivery.unprocessed
+        );
         assert!(!delivery.is_empty());
     }
 

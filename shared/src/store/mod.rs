@@ -28,17 +28,19 @@ pub trait SessionStore: Send + Sync {
         messages: &[InboundMessage],
     ) -> impl Future<Output = Result<Vec<RecordedMessage>, StoreError>> + Send;
 
-    /// Records everything one webhook delivery carries, in one transaction: inbound messages
-    /// (once per wamid), delivery statuses, customers who stopped marketing messages in WhatsApp
-    /// (opted out, a session created if they had none), messages staff sent from the WhatsApp
-    /// Business app (echoes: recorded as staff messages once per wamid, each pausing the agent),
-    /// and what could not be used.
+    /// Records everything one webhook delivery carries, in one transaction: WhatsApp's user id
+    /// changes (first: the session keyed by or carrying the previous id carries the new one),
+    /// inbound messages (once per wamid, each under the session its sender belongs to whichever
+    /// of their ids they wrote from: the returned key is that session's), delivery statuses,
+    /// customers who stopped marketing messages in WhatsApp (opted out, a session created if
+    /// they had none), messages staff sent from the WhatsApp Business app (echoes: recorded as
+    /// staff messages once per wamid, each pausing the agent), and what could not be used.
     fn record_webhook_content(
         &self,
         content: WebhookContent<'_>,
     ) -> impl Future<Output = Result<RecordedWebhook, StoreError>> + Send;
 
-    /// [`SessionStore::record_webhook_content`] for a delivery without echoes.
+    /// [`SessionStore::record_webhook_content`] for a delivery without echoes or user id changes.
     fn record_webhook(
         &self,
         messages: &[InboundMessage],
@@ -52,6 +54,7 @@ pub trait SessionStore: Send + Sync {
                 statuses,
                 opt_outs,
                 echoes: &[],
+                user_id_changes: &[],
                 unprocessed,
             };
             self.record_webhook_content(content).await
@@ -114,6 +117,16 @@ pub trait SessionStore: Send + Sync {
         turn: TurnId,
         chat: &ChatId,
         replies: &[String],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Keeps what a voice note said on its message (`body`), so a retried turn does not
+    /// transcribe it again and the dashboard shows what was understood. False when the turn no
+    /// longer holds the message.
+    fn save_transcript(
+        &self,
+        turn: TurnId,
+        message: &crate::domain::MessageId,
+        transcript: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records one reply of a running turn as sent (its parts, if WhatsApp took it in several).

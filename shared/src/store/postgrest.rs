@@ -200,6 +200,7 @@ impl SessionStore for PostgrestStore {
             "p_statuses": content.statuses,
             "p_opt_outs": content.opt_outs,
             "p_echoes": content.echoes,
+            "p_user_id_changes": content.user_id_changes,
             "p_unprocessed": content.unprocessed,
         });
         self.call("record_webhook", &args).await
@@ -288,6 +289,16 @@ impl SessionStore for PostgrestStore {
     ) -> Result<bool, StoreError> {
         let args = json!({ "p_turn_id": turn, "p_chat_id": chat, "p_replies": replies });
         self.call("save_turn_replies", &args).await
+    }
+
+    async fn save_transcript(
+        &self,
+        turn: TurnId,
+        message: &crate::domain::MessageId,
+        transcript: &str,
+    ) -> Result<bool, StoreError> {
+        let args = json!({ "p_turn_id": turn, "p_wamid": message, "p_transcript": transcript });
+        self.call("save_transcript", &args).await
     }
 
     async fn record_sent_reply(

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use super::text::{MAX_TEXT_CHARS, split_text};
 use crate::config::WhatsAppConfig;
 use crate::domain::MessageId;
-use crate::messenger::{GraphError, Messenger, MessengerError, Recipient, SentMessage, Template};
+use crate::messenger::{
+    GraphError, Media, Messenger, MessengerError, Recipient, SentMessage, Template,
+};
 use crate::retry::RetryPolicy;
 
 /// Graph's "too many messages to this customer" code: back off 4^n seconds for that customer.
@@ -25,6 +27,8 @@ const PAIR_RATE_LIMIT: i64 = 131_056;
 #[derive(Clone)]
 pub struct GraphClient {
     messages_url: String,
+    /// `<graph_url>/<version>`: media are `GET <graph_base>/<media-id>`.
+    graph_base: String,
     authorization: HeaderValue,
     client: reqwest::Client,
     request_timeout: Duration,
@@ -75,6 +79,7 @@ impl GraphClient {
                 "{}/{}/{}/messages",
                 config.graph_url, config.api_version, config.phone_number_id
             ),
+            graph_base: format!("{}/{}", config.graph_url, config.api_version),
             authorization: crate::http::bearer(config.access_token.expose_secret()),
             client,
             request_timeout: config.request_timeout,
@@ -131,20 +136,12 @@ impl GraphClient {
     }
 
     async fn post_once(&self, body: &Value) -> Result<Value, MessengerError> {
-        let response = self
-            .client
-            .post(&self.messages_url)
-            .header(AUTHORIZATION, self.authorization.clone())
-            .timeout(self.request_timeout)
-            .json(body)
-            .send()
+        let bytes = self
+            .authorized(self.client.post(&self.messages_url).json(body))
+            .await?
+            .bytes()
             .await
             .map_err(transport_error)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(transport_error)?;
-        if !status.is_success() {
-            return Err(classify(graph_error(status, &bytes)));
-        }
         serde_json::from_slice(&bytes)
             .with_context(|| {
                 format!(
@@ -153,6 +150,73 @@ impl GraphClient {
                 )
             })
             .map_err(MessengerError::Unexpected)
+    }
+
+    /// Sends `request` with the access token; a Graph error answer is classified, a success
+    /// is returned unread.
+    async fn authorized(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, MessengerError> {
+        let response = request
+            .header(AUTHORIZATION, self.authorization.clone())
+            .timeout(self.request_timeout)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        Err(classify(graph_error(status, &bytes)))
+    }
+
+    /// One try at a media file: its short-lived URL from Graph, then the bytes from that URL
+    /// (the access token is needed for both), read no further than `max_bytes`.
+    async fn fetch_media_once(
+        &self,
+        media_id: &str,
+        max_bytes: u64,
+    ) -> Result<Media, MessengerError> {
+        let bytes = self
+            .authorized(self.client.get(format!("{}/{media_id}", self.graph_base)))
+            .await?
+            .bytes()
+            .await
+            .map_err(transport_error)?;
+        let info: Value = serde_json::from_slice(&bytes)
+            .context("reading the media's URL")
+            .map_err(MessengerError::Unexpected)?;
+        let url = info["url"]
+            .as_str()
+            .context("Graph gave the media no URL")
+            .map_err(MessengerError::Unexpected)?;
+        // A number in Meta's examples; read a numeric string too.
+        let size = info["file_size"]
+            .as_u64()
+            .or_else(|| info["file_size"].as_str()?.parse().ok());
+        if size.is_some_and(|size| size > max_bytes) {
+            return Err(MessengerError::MediaTooLarge { limit: max_bytes });
+        }
+        let mut response = self.authorized(self.client.get(url)).await?;
+        if response.content_length().is_some_and(|len| len > max_bytes) {
+            return Err(MessengerError::MediaTooLarge { limit: max_bytes });
+        }
+        let mut audio = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if (audio.len() + chunk.len()) as u64 > max_bytes {
+                return Err(MessengerError::MediaTooLarge { limit: max_bytes });
+            }
+            audio.extend_from_slice(&chunk);
+        }
+        Ok(Media {
+            bytes: audio,
+            mime_type: info["mime_type"]
+                .as_str()
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+        })
     }
 
     async fn send(
@@ -245,6 +309,44 @@ impl Messenger for GraphClient {
             payload["typing_indicator"] = json!({ "type": "text" });
         }
         self.post(&payload).await.map(drop)
+    }
+
+    /// Fetching is safe to repeat: Meta's temporary failures are retried as sends are.
+    #[tracing::instrument(name = "graph_media", skip_all)]
+    async fn fetch_media(&self, media_id: &str, max_bytes: u64) -> Result<Media, MessengerError> {
+        // The id becomes a path segment: only what Graph's ids are made of.
+        if media_id.is_empty()
+            || !media_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(MessengerError::Unexpected(anyhow::anyhow!(
+                "{media_id:?} is not a media id"
+            )));
+        }
+        let mut retry = 0;
+        loop {
+            let error = match self.fetch_media_once(media_id, max_bytes).await {
+                Ok(media) => return Ok(media),
+                Err(error) => error,
+            };
+            match &error {
+                MessengerError::RateLimited(_)
+                | MessengerError::Unavailable(_)
+                | MessengerError::Connect(_)
+                    if retry < self.retry.max_retries =>
+                {
+                    let delay = self.retry.delay(retry, None);
+                    tracing::warn!(%error, retry, ?delay, "retrying the media download");
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                _ => {
+                    tracing::warn!(%error, retries = retry, "the media download failed");
+                    return Err(error);
+                }
+            }
+        }
     }
 }
 

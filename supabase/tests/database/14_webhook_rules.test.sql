@@ -8,23 +8,23 @@ delete from public.chat_sessions;
 delete from public.unprocessed_webhook_events;
 
 -- The function ----------------------------------------------------------------------------------
-select has_function('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'],
-  'record_webhook(messages, statuses, unprocessed, opt_outs, echoes) exists');
+select has_function('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'],
+  'record_webhook(messages, statuses, unprocessed, opt_outs, echoes, user_id_changes) exists');
 select hasnt_function('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb'],
   'the three-argument record_webhook is gone (no overload for PostgREST to choose between)');
-select is((select p.prosecdef from pg_proc p where p.oid = 'public.record_webhook(jsonb, jsonb, jsonb, jsonb, jsonb)'::regprocedure),
+select is((select p.prosecdef from pg_proc p where p.oid = 'public.record_webhook(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb)'::regprocedure),
   false, 'it runs as the caller');
-select is((select p.proconfig from pg_proc p where p.oid = 'public.record_webhook(jsonb, jsonb, jsonb, jsonb, jsonb)'::regprocedure),
+select is((select p.proconfig from pg_proc p where p.oid = 'public.record_webhook(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb)'::regprocedure),
   array['search_path=""'], 'with an empty search_path');
-select function_privs_are('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'], 'service_role',
+select function_privs_are('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'], 'service_role',
   array['EXECUTE'], 'service_role may execute record_webhook');
-select function_privs_are('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'], 'anon',
+select function_privs_are('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'], 'anon',
   array[]::text[], 'anon may not');
-select function_privs_are('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'], 'authenticated',
+select function_privs_are('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'], 'authenticated',
   array[]::text[], 'authenticated may not');
 select is(
   (select count(*)::int from pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
-   where p.oid = 'public.record_webhook(jsonb, jsonb, jsonb, jsonb, jsonb)'::regprocedure
+   where p.oid = 'public.record_webhook(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb)'::regprocedure
      and a.grantee = 0 and a.privilege_type = 'EXECUTE'),
   0, 'PUBLIC has no EXECUTE on it');
 set local role anon;

@@ -31,7 +31,7 @@ select is(
      and a.attname in ('author', 'given_to_agent_at', 'context_turn_id')
      and col_description(a.attrelid, a.attnum) is not null),
   3, 'the new columns of whatsapp_messages are documented');
-select has_function('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'], 'record_webhook takes echoes');
+select has_function('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb', 'jsonb'], 'record_webhook takes echoes');
 select hasnt_function('public', 'record_webhook', array['jsonb', 'jsonb', 'jsonb', 'jsonb'],
   'the four-argument record_webhook is gone (no overload for PostgREST to choose between)');
 
@@ -46,7 +46,7 @@ values ('public.pause_conversation(text, integer, text, text)'::regprocedure),
        ('public.refuse_staff_message(bigint, text, boolean)'::regprocedure),
        ('public.release_staff_message(bigint, text, integer)'::regprocedure),
        ('public.record_business_echoes(jsonb)'::regprocedure),
-       ('public.record_webhook(jsonb, jsonb, jsonb, jsonb, jsonb)'::regprocedure);
+       ('public.record_webhook(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb)'::regprocedure);
 select is(
   (select count(*)::int from takeover_functions f join pg_proc p on p.oid = f.oid
    where not p.prosecdef and p.proconfig = array['search_path=""']

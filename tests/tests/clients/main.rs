@@ -3,6 +3,8 @@
 
 mod graph;
 mod retell;
+mod standins_media;
+mod transcribe;
 mod webhooks;
 
 pub use sandbox::FAST_RETRIES;

@@ -3,9 +3,13 @@
 
 mod burst;
 mod faults;
+mod media;
 mod outcomes;
 mod people_and_windows;
 mod redelivery;
 mod scenarios;
 mod staff;
 mod support;
+mod typing;
+mod usernames;
+mod voice;

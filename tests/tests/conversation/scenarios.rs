@@ -203,10 +203,10 @@ async fn every_agent_message_of_a_completion_is_relayed_in_order() {
 }
 
 #[tokio::test]
-async fn a_sticker_gets_the_polite_reply_and_no_agent_call() {
+async fn a_message_whatsapp_could_not_deliver_gets_the_polite_reply_and_no_agent_call() {
     let bridge = Bridge::new();
     bridge
-        .customer_sends(None, "sticker", chrono::Utc::now())
+        .customer_sends(None, "unsupported", chrono::Utc::now())
         .await;
     assert_eq!(
         bridge.engine().take_turn(&bridge.customer).await.unwrap(),

@@ -148,3 +148,82 @@ pub fn receipt() -> shared::queue::Receipt {
         ..shared::queue::Receipt::unqueued()
     }
 }
+
+// --- Voice notes, media and typing (issue 17) ---
+
+impl Bridge {
+    /// A new engine from the stand-ins' worker configuration as `adjust` changed it (a
+    /// transcriber, the typing renewal, the engine's words and markers).
+    pub fn engine_configured(
+        &self,
+        adjust: impl FnOnce(&mut shared::config::WorkerConfig),
+    ) -> TestEngine {
+        let mut config = sandbox::worker_config(
+            LocalStack::shared(),
+            self.retell.config(),
+            self.graph.config(),
+        );
+        adjust(&mut config);
+        sandbox::standin_engine(&config)
+    }
+
+    /// The customer sends `message` (Meta's message object: its `type` and that type's object;
+    /// `from`, `id` and `timestamp` become this customer's), recorded as the webhook records it,
+    /// its body read by the webhook's own parser (the text, the tap's title, the caption).
+    pub async fn customer_sends_message(
+        &self,
+        mut message: serde_json::Value,
+        sent_at: DateTime<Utc>,
+    ) -> MessageId {
+        use serde::Deserialize as _;
+        let n = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let wamid = MessageId::parse(format!("wamid.IN.{}.{n}", self.customer)).unwrap();
+        let wa_id = format!("521{}", &self.customer.as_str()[2..]);
+        message["from"] = serde_json::json!(wa_id);
+        message["id"] = serde_json::json!(wamid);
+        message["timestamp"] = serde_json::json!(sent_at.timestamp().to_string());
+        let content = shared::whatsapp::webhook::MessageContent::deserialize(&message)
+            .expect("a message Meta could send");
+        let inbound = InboundMessage {
+            wamid: wamid.clone(),
+            customer_key: self.customer.clone(),
+            message_type: content.message_type().to_owned(),
+            body: content.text().map(str::to_owned),
+            payload: Some(message),
+            sent_at,
+            wa_id: Some(wa_id),
+            whatsapp_user_id: None,
+            profile_name: Some("Lupita".into()),
+        };
+        let recorded = self
+            .store()
+            .record_webhook(&[inbound], &[], &[], &[])
+            .await
+            .unwrap();
+        assert!(recorded.messages[0].is_new);
+        wamid
+    }
+
+    /// A voice note: `audio` kept by the Graph stand-in as WhatsApp keeps the customer's media,
+    /// and the `audio` message (with `voice: true`) that names it.
+    pub async fn customer_sends_voice_note(
+        &self,
+        audio: &[u8],
+        sent_at: DateTime<Utc>,
+    ) -> MessageId {
+        let media_id = self.graph.add_media(
+            audio.to_vec(),
+            sandbox::transcribe_standin::VOICE_NOTE_MIME_TYPE,
+        );
+        let message = serde_json::json!({
+            "type": "audio",
+            "audio": {
+                "id": media_id,
+                "mime_type": sandbox::transcribe_standin::VOICE_NOTE_MIME_TYPE,
+                "sha256": "bm90IGNoZWNrZWQ=",
+                "voice": true
+            }
+        });
+        self.customer_sends_message(message, sent_at).await
+    }
+}

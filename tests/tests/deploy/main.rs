@@ -74,6 +74,12 @@ fn sample(name: &str) -> Option<&'static str> {
         "OUTCOME_WEBHOOK_SECRET" => "an-outcome-secret-of-at-least-32-characters",
         "CONTEXT_CUSTOMER_MARKER" => "[Cliente]",
         "CONTEXT_STAFF_MARKER" => "[Equipo]",
+        "TRANSCRIBE_URL" => "https://api.openai.com/v1",
+        "TRANSCRIBE_API_KEY" => "sk-sample",
+        "TRANSCRIBE_MODEL" => "whisper-1",
+        "TRANSCRIBE_LANGUAGE" => "es",
+        "MEDIA_MARKERS" => "image=imagen,audio=nota de voz",
+        "AGENT_MESSAGE_TYPES" => "text,audio",
         "RUST_LOG" | "AWS_LAMBDA_LOG_LEVEL" => "info",
         _ => return None,
     })

@@ -42,6 +42,8 @@ const PROBLEMS: &[&str] = &[
     "retell_key",
     "retell_billing",
     "store_key",
+    "transcription_key",
+    "transcription_billing",
 ];
 
 /// The extra dimension a metric is also split by (besides `FunctionName` alone), and its values.

@@ -11,3 +11,4 @@ mod staff;
 mod steps;
 mod support;
 mod sweep;
+mod user_ids;

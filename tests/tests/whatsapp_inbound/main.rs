@@ -1,6 +1,8 @@
 //! The whatsapp-inbound Lambda handler, driven with API Gateway (HTTP API, payload 2.0) events,
 //! on the local stack, with a queue that records what it is given.
 
+mod user_ids;
+
 use std::sync::Mutex;
 
 use sandbox::meta_webhook::{TextMessage, signature, text_delivery};

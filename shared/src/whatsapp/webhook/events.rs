@@ -1,9 +1,9 @@
 //! The domain events a payload carries: messages to answer, delivery statuses, marketing
-//! preferences, errors, and what the bridge ignores, each kept with its element as Meta sent it.
+//! preferences, user id changes, errors, and what the bridge ignores, each kept with its element as Meta sent it.
 //!
 //! This file holds the event types and `events()`, the walk over entries and changes that turns
 //! every element into one event, and reads the `user_preferences` changes; `message.rs` and
-//! `status.rs` read the messages and statuses.
+//! `status.rs` read the messages and statuses, `user_id.rs` the user id changes.
 
 use std::fmt;
 
@@ -16,6 +16,7 @@ use super::payload::{
 };
 use super::status::status_event;
 use super::storable;
+use super::user_id;
 use crate::domain::{CustomerKey, DeliveryUpdate, InboundMessage, MessageId};
 
 /// The `object` of every WhatsApp Business Account notification.
@@ -29,6 +30,10 @@ pub const USER_PREFERENCES_FIELD: &str = "user_preferences";
 
 /// The change `field` of the messages staff sent from the WhatsApp Business app on our number.
 pub const ECHOES_FIELD: &str = "smb_message_echoes";
+
+/// The change `field` older documentation gave a user's changed business-scoped user id (now a
+/// system message on `messages`; see `user_id.rs`).
+pub const USER_ID_UPDATE_FIELD: &str = "user_id_update";
 
 /// Echo types that change an earlier message instead of saying something new.
 const ECHOES_NOT_SAID: [&str; 2] = ["revoke", "edit"];
@@ -48,6 +53,17 @@ pub enum WebhookEvent {
     MarketingPreference(PreferenceEvent),
     /// Staff wrote to a customer from the WhatsApp Business app on our number.
     Echo(EchoEvent),
+    /// WhatsApp changed a user's business-scoped user id: the session keyed by or carrying
+    /// `previous_user_id` carries `user_id` from now on.
+    UserIdChanged {
+        previous_user_id: String,
+        user_id: String,
+        /// The user's new number, when the change came with one (only a WhatsApp id the store
+        /// keeps).
+        wa_id: Option<String>,
+        /// When WhatsApp said it happened.
+        at: Option<DateTime<Utc>>,
+    },
     /// An error Meta reported, or an element that could not be read.
     Error(WebhookError),
     /// Something valid the bridge does not act on, kept for inspection.
@@ -158,6 +174,18 @@ impl fmt::Debug for WebhookEvent {
                 .field(preference)
                 .finish(),
             Self::Echo(echo) => f.debug_tuple("Echo").field(echo).finish(),
+            Self::UserIdChanged {
+                previous_user_id,
+                user_id,
+                wa_id,
+                at,
+            } => f
+                .debug_struct("UserIdChanged")
+                .field("previous_user_id", previous_user_id)
+                .field("user_id", user_id)
+                .field("wa_id", &wa_id.as_deref().map(mask))
+                .field("at", at)
+                .finish(),
             Self::Error(error) => f.debug_tuple("Error").field(error).finish(),
             Self::Ignored { reason, .. } => f
                 .debug_struct("Ignored")
@@ -238,7 +266,7 @@ pub fn events(payload: &WebhookPayload) -> Vec<WebhookEvent> {
 fn is_read(field: Option<&str>) -> bool {
     matches!(
         field,
-        Some(MESSAGES_FIELD | USER_PREFERENCES_FIELD | ECHOES_FIELD)
+        Some(MESSAGES_FIELD | USER_PREFERENCES_FIELD | ECHOES_FIELD | USER_ID_UPDATE_FIELD)
     )
 }
 
@@ -294,6 +322,15 @@ fn change_events(change: &Lenient<Change>, events: &mut Vec<WebhookEvent>) {
         for preference in &value.user_preferences {
             events.push(preference_event(preference, phone_number_id));
         }
+        return;
+    }
+    if field == Some(USER_ID_UPDATE_FIELD) {
+        user_id::update_events(
+            change.raw.get("value"),
+            phone_number_id,
+            &change.raw,
+            events,
+        );
         return;
     }
     if field == Some(ECHOES_FIELD) {

@@ -5,6 +5,7 @@ use super::events::WebhookEvent;
 use super::payload::{Contact, Lenient, Message, MessageContent};
 use super::status::from_unix_seconds;
 use super::storable;
+use super::user_id;
 use crate::domain::{CustomerKey, InboundMessage, MessageId};
 
 pub(super) fn message_event(
@@ -19,6 +20,11 @@ pub(super) fn message_event(
         Err(reason) => return unreadable(format!("a message could not be read: {reason}")),
     };
     if let MessageContent::System(system) = &parsed.content {
+        if let Some(change) =
+            user_id::system_event(system, &parsed.timestamp, &message.raw, phone_number_id)
+        {
+            return change;
+        }
         return WebhookEvent::Ignored {
             reason: format!(
                 "a system message ({}) is WhatsApp's notice, not the customer's words",

@@ -14,10 +14,12 @@ mod payload;
 mod signature;
 mod status;
 mod storable;
+mod user_id;
 
 pub use events::{
     ECHOES_FIELD, EchoEvent, MESSAGES_FIELD, MarketingPreference, PreferenceEvent, StatusEvent,
-    USER_PREFERENCES_FIELD, WHATSAPP_OBJECT, WebhookError, WebhookErrorCause, WebhookEvent, events,
+    USER_ID_UPDATE_FIELD, USER_PREFERENCES_FIELD, WHATSAPP_OBJECT, WebhookError, WebhookErrorCause,
+    WebhookEvent, events,
 };
 pub use handshake::{SubscriptionError, SubscriptionQuery, verify_subscription};
 pub use payload::{
@@ -25,10 +27,11 @@ pub use payload::{
     ContactPhone, ContactUrl, Conversation, Entry, ErrorData, FlowReply, Interactive, Lenient,
     Location, Media, Message, MessageContent, MessageContext, MessageEcho, MetaError, Metadata,
     Order, Phone, Pricing, ProductItem, Profile, Reaction, ReplyChoice, Status, System, Text,
-    Unsupported, UserPreference, WebhookPayload,
+    Unsupported, UserIdUpdate, UserPreference, WebhookPayload,
 };
 pub use signature::{SIGNATURE_HEADER, SignatureError, verify_signature};
 pub use storable::{nul_free, nul_free_json};
+pub use user_id::{USER_CHANGED_NUMBER, USER_CHANGED_USER_ID};
 
 /// What the tests of more than one part build payloads and read their events with.
 #[cfg(test)]

@@ -467,11 +467,32 @@ pub struct ProductItem {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct System {
     pub body: Option<String>,
-    /// `user_changed_number` (older: `customer_changed_number`, `customer_identity_changed`).
+    /// `user_changed_number` or `user_changed_user_id` (older: `customer_changed_number`,
+    /// `customer_identity_changed`).
     #[serde(rename = "type")]
     pub system_type: Option<String>,
     /// The user's new WhatsApp id.
     pub wa_id: Option<Phone>,
+    /// The user's business-scoped user id before the change, and after it (a changed number
+    /// changes it too).
+    pub previous_user_id: Option<String>,
+    pub user_id: Option<String>,
+    /// The same for the parent business-scoped user id, when the business has them enabled.
+    pub previous_parent_user_id: Option<String>,
+    pub parent_user_id: Option<String>,
+}
+
+/// One user's business-scoped user id change in a `user_id_update` change (older
+/// documentation; Meta now sends it as a system message).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UserIdUpdate {
+    pub previous_user_id: Option<String>,
+    pub user_id: Option<String>,
+    /// The user's WhatsApp number, when it can be shared.
+    pub wa_id: Option<Phone>,
+    /// Unix seconds: a number or a numeric string.
+    #[serde(default, deserialize_with = "number_or_numeric_string_u64")]
+    pub timestamp: Option<u64>,
 }
 
 #[derive(Default, Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -546,6 +567,15 @@ impl MetaError {
             ErrorData::Other(_) => None,
         }
     }
+}
+
+/// [`number_or_numeric_string`], as whole seconds (`Eq` stays derivable).
+fn number_or_numeric_string_u64<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    Ok(number_or_numeric_string(deserializer)?
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        .map(|seconds| seconds as u64))
 }
 
 /// Reads a number sent either as a JSON number or as a numeric string; anything else is absent.
