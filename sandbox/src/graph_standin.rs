@@ -301,6 +301,25 @@ fn graph_error(code: i64, details: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// What Graph checks before it looks at a request, counting it: an outage's error code, then the
+/// access token. Admitted: the outage in force that is not an error code (a slow answer), if any.
+fn admit(state: &Shared, headers: &HeaderMap) -> Result<Option<GraphFault>, Box<Response>> {
+    let outage = count_request(state);
+    if let Some(GraphFault::Code(code)) = outage {
+        return Err(Box::new(graph_error(
+            code,
+            "Scripted by the test: an outage.",
+        )));
+    }
+    if !authorized(headers) {
+        return Err(Box::new(graph_error(
+            190,
+            "The access token is missing or invalid.",
+        )));
+    }
+    Ok(outage)
+}
+
 /// The outage in force, if any, counting the request.
 fn count_request(state: &Shared) -> Option<GraphFault> {
     let mut state = lock(state);
@@ -331,13 +350,10 @@ async fn media_url(
     Query(query): Query<MediaQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let outage = count_request(&state);
-    if let Some(GraphFault::Code(code)) = outage {
-        return graph_error(code, "Scripted by the test: an outage.");
-    }
-    if !authorized(&headers) {
-        return graph_error(190, "The access token is missing or invalid.");
-    }
+    let outage = match admit(&state, &headers) {
+        Ok(outage) => outage,
+        Err(refused) => return *refused,
+    };
     let fault = outage.or_else(|| lock(&state).faults.take(&Request::MediaUrl));
     match fault {
         Some(GraphFault::Code(code)) => return graph_error(code, "Scripted by the test."),
@@ -423,13 +439,10 @@ async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let outage = count_request(&state);
-    if let Some(GraphFault::Code(code)) = outage {
-        return graph_error(code, "Scripted by the test: an outage.");
-    }
-    if !authorized(&headers) {
-        return graph_error(190, "The access token is missing or invalid.");
-    }
+    let outage = match admit(&state, &headers) {
+        Ok(outage) => outage,
+        Err(refused) => return *refused,
+    };
     if version != API_VERSION || phone_number_id != PHONE_NUMBER_ID {
         return graph_error(
             100,

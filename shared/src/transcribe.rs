@@ -139,11 +139,6 @@ impl Transcriber {
         self.max_bytes
     }
 
-    /// How long one transcription may take (`TRANSCRIBE_TIMEOUT_SECONDS`).
-    pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
-    }
-
     /// The language hint for a customer's notes: `TRANSCRIBE_LANGUAGE`, else their country's.
     pub fn language_for(&self, session: &Session) -> Option<String> {
         if let Some(language) = &self.language {
@@ -179,15 +174,14 @@ impl Transcriber {
     }
 
     /// What the note says, trimmed; an empty transcript is an error (nothing to tell the agent).
-    /// `timeout` bounds the request (at most the configured one: the caller's deadline may be
-    /// nearer).
+    /// The request takes at most `TRANSCRIBE_TIMEOUT_SECONDS` (the engine bounds it by its
+    /// deadline too).
     #[tracing::instrument(name = "transcribe", skip_all, fields(bytes = audio.len()))]
     pub async fn transcribe(
         &self,
         audio: &[u8],
         mime_type: &str,
         language: Option<&str>,
-        timeout: Duration,
     ) -> Result<String, TranscribeError> {
         let mut fields = vec![("model", self.model.as_str()), ("response_format", "json")];
         if let Some(language) = language {
@@ -197,7 +191,7 @@ impl Transcriber {
         let mut request = self
             .client
             .post(&self.endpoint)
-            .timeout(timeout.min(self.request_timeout))
+            .timeout(self.request_timeout)
             .header(CONTENT_TYPE, form.content_type())
             .body(form.body);
         if let Some(authorization) = &self.authorization {

@@ -172,17 +172,10 @@ async fn staff_command(
             return Ok(false);
         }
     };
-    let answer = http
-        .post(format!("{base}{path}"))
-        .json(&body)
-        .send()
-        .await?;
-    let status = answer.status();
-    let text = answer.text().await.unwrap_or_default();
-    if !status.is_success() {
-        println!("(the dev server answered {status}: {text})");
+    let request = http.post(format!("{base}{path}")).json(&body);
+    let Some(text) = dev_server_answer(request).await? else {
         return Ok(false);
-    }
+    };
     if name != "staff" {
         println!("({name}: {text})");
         return Ok(false);
@@ -198,6 +191,18 @@ async fn staff_command(
         ),
     }
     Ok(status == "sent")
+}
+
+/// The dev server's answer to `request`, or `None` when it refused (said why).
+async fn dev_server_answer(request: reqwest::RequestBuilder) -> anyhow::Result<Option<String>> {
+    let answer = request.send().await?;
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    if !status.is_success() {
+        println!("(the dev server answered {status}: {text})");
+        return Ok(None);
+    }
+    Ok(Some(text))
 }
 
 /// WhatsApp's content type for an audio file, by its extension (a voice note is OGG/Opus).
@@ -248,18 +253,13 @@ async fn voice_note(
             sha2::Sha256::digest(&bytes),
         )
     };
-    let answer = http
+    let request = http
         .post(format!("{base}/sandbox/media"))
         .header("content-type", mime_type)
-        .body(bytes)
-        .send()
-        .await?;
-    let status = answer.status();
-    let text = answer.text().await.unwrap_or_default();
-    if !status.is_success() {
-        println!("(the dev server answered {status}: {text})");
+        .body(bytes);
+    let Some(text) = dev_server_answer(request).await? else {
         return Ok(None);
-    }
+    };
     let media: Value = serde_json::from_str(&text)?;
     // As Meta delivers it: the webhook's sha256 is base64; `voice` marks a recorded note.
     Ok(Some(json!({

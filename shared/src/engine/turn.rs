@@ -436,12 +436,7 @@ impl<S: SessionStore, A: ChatAgent, M: Messenger> Engine<S, A, M> {
         };
         let language = transcriber.language_for(session);
         Ok(transcriber
-            .transcribe(
-                &media.bytes,
-                mime_type,
-                language.as_deref(),
-                transcriber.request_timeout(),
-            )
+            .transcribe(&media.bytes, mime_type, language.as_deref())
             .await?)
     }
 

@@ -24,12 +24,7 @@ fn transcriber(config: shared::config::TranscribeConfig) -> Transcriber {
 
 async fn transcribe(transcriber: &Transcriber) -> Result<String, TranscribeError> {
     transcriber
-        .transcribe(
-            VOICE_NOTE_OGG,
-            VOICE_NOTE_MIME_TYPE,
-            Some("es"),
-            transcriber.request_timeout(),
-        )
+        .transcribe(VOICE_NOTE_OGG, VOICE_NOTE_MIME_TYPE, Some("es"))
         .await
 }
 

@@ -27,11 +27,25 @@ fn engine(bridge: &Bridge, transcribe: &TranscribeStandIn) -> TestEngine {
     bridge.engine_configured(|worker| worker.transcribe = Some(config))
 }
 
-/// An engine that gives up on a transcription after half a second (a `Slow` fault outlasts it).
-fn impatient_engine(bridge: &Bridge, transcribe: &TranscribeStandIn) -> TestEngine {
+/// The transcription failures that may pass: a 500, a 429, an answer slower than the engine waits.
+const PASSING_FAULTS: [TranscribeFault; 3] = [
+    TranscribeFault::Status(500),
+    TranscribeFault::Status(429),
+    TranscribeFault::Slow(Duration::from_secs(2)),
+];
+
+/// A customer who has just sent a voice note, its transcription stand-in, and an engine that
+/// gives up on a transcription after half a second (a `Slow` fault outlasts it).
+async fn a_voice_note_waiting() -> (Bridge, TranscribeStandIn, TestEngine) {
+    let bridge = Bridge::new();
+    let transcribe = TranscribeStandIn::start();
     let mut config = transcribe.config();
     config.request_timeout = Duration::from_millis(500);
-    bridge.engine_configured(|worker| worker.transcribe = Some(config))
+    let engine = bridge.engine_configured(|worker| worker.transcribe = Some(config));
+    bridge
+        .customer_sends_voice_note(VOICE_NOTE_OGG, ago(5))
+        .await;
+    (bridge, transcribe, engine)
 }
 
 fn ago(seconds: i64) -> chrono::DateTime<Utc> {
@@ -209,17 +223,8 @@ async fn a_turn_that_died_after_retell_took_the_transcript_reads_it_back_and_sen
 
 #[tokio::test]
 async fn a_transcription_that_fails_once_is_retried_by_the_queue() {
-    for fault in [
-        TranscribeFault::Status(500),
-        TranscribeFault::Status(429),
-        TranscribeFault::Slow(Duration::from_secs(2)),
-    ] {
-        let bridge = Bridge::new();
-        let transcribe = TranscribeStandIn::start();
-        let engine = impatient_engine(&bridge, &transcribe);
-        bridge
-            .customer_sends_voice_note(VOICE_NOTE_OGG, ago(5))
-            .await;
+    for fault in PASSING_FAULTS {
+        let (bridge, transcribe, engine) = a_voice_note_waiting().await;
         transcribe.fail_next(fault.clone());
 
         let disposition = engine.handle(job(&bridge), receipt()).await;
@@ -251,17 +256,8 @@ async fn a_transcription_that_fails_once_is_retried_by_the_queue() {
 
 #[tokio::test]
 async fn a_transcription_failing_past_its_attempts_gets_the_polite_reply_once() {
-    for fault in [
-        TranscribeFault::Status(500),
-        TranscribeFault::Status(429),
-        TranscribeFault::Slow(Duration::from_secs(2)),
-    ] {
-        let bridge = Bridge::new();
-        let transcribe = TranscribeStandIn::start();
-        let engine = impatient_engine(&bridge, &transcribe);
-        bridge
-            .customer_sends_voice_note(VOICE_NOTE_OGG, ago(5))
-            .await;
+    for fault in PASSING_FAULTS {
+        let (bridge, transcribe, engine) = a_voice_note_waiting().await;
         for _ in 0..3 {
             transcribe.fail_next(fault.clone());
         }
